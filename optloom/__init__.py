@@ -1,0 +1,20 @@
+"""optloom: a declarative optimizer-composition language and its compiler for PyTorch.
+
+>>> opt = optloom.optimizer("adamw", model.parameters(), lr=1e-3)   # doctest: +SKIP
+"""
+from .compiler.program import Program, compile
+from .dsl.diagnostics import Diagnostic, SpecError
+from .primitives.registry import State, primitive
+
+__version__ = "0.1.0"
+
+
+def optimizer(spec, params, backend: str = "eager", nonfinite: str = "raise", name: str | None = None,
+              **hyperparams):
+    """Build a ``torch.optim.Optimizer`` from a spec (a shipped name, a .opt path or spec text)."""
+    from .compiler.optimizer import SpecOptimizer
+
+    return SpecOptimizer(compile(spec, name=name), params, backend=backend, nonfinite=nonfinite, **hyperparams)
+
+
+__all__ = ["Diagnostic", "Program", "SpecError", "State", "compile", "optimizer", "primitive"]

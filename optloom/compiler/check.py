@@ -1,0 +1,480 @@
+"""The checker: resolves names, hyperparameters, ``def``s and imports against the primitive
+registry and turns each rule into a typed dataflow DAG (:mod:`optloom.compiler.ir`).
+
+All problems of a file are reported together as diagnostics; nothing is evaluated as Python.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..dsl import ast as A
+from ..dsl.diagnostics import Reporter, Span
+from ..primitives.registry import Primitive, all_primitives, did_you_mean, lookup
+from . import ir, selectors
+from .consts import ConstError, const_value, type_of_value
+
+HYPER_TYPES = ("float", "int", "bool", "str", "tuple")
+INPUTS = ("grad", "param")
+
+
+class _Abort(Exception):
+    """A subexpression failed; its diagnostic is already recorded."""
+
+
+class RuleChecker:
+    """Checks one rule body in the scope of its optimizer (hyperparameters, defs)."""
+
+    def __init__(self, rep: Reporter, hypers: dict[str, ir.HyperParam], defs: dict[str, A.Def],
+                 rule: A.Rule, ndims: frozenset[int], constraints: list[ir.Constraint], used: set[str]):
+        self.rep, self.hypers, self.defs, self.rule = rep, hypers, defs, rule
+        self.constraints, self.used = constraints, used
+        self.inputs = {n: ir.Input(kind="tensor", name=n, ndims=ndims) for n in INPUTS}
+        self.calls: list[ir.Call] = []
+        self.labels: dict[str, ir.Call] = {}
+        self.def_stack: list[str] = []
+
+    # ---- statements and blocks -----------------------------------------------------------------
+    def block(self, block: A.Block, env: dict[str, ir.Node], track_unused: bool = True) -> ir.Node:
+        env = dict(env)
+        lets: dict[str, tuple[A.Let, ir.Node]] = {}
+        for stmt in block.stmts:
+            if isinstance(stmt, A.Let):
+                if stmt.name in INPUTS or stmt.name in self.hypers:
+                    self.rep.error(f"`let {stmt.name}` shadows {'an input' if stmt.name in INPUTS else 'a hyperparameter'}",
+                                   stmt.span, "choose another name")
+                try:
+                    node = self.expr(stmt.value, env, bind_name=stmt.name)
+                except _Abort:
+                    continue
+                env[stmt.name] = node
+                lets[stmt.name] = (stmt, node)
+            else:
+                what = "feedback state (`state`)" if isinstance(stmt, A.StateDecl) else "state assignment (`<-`)"
+                self.rep.error(f"{what} is not supported yet", stmt.span,
+                               "it arrives with the frontier optimizers (ARO, FISMO)")
+        result = self.expr(block.result, env)
+        if track_unused:
+            reachable = {id(n) for n in ir.walk(result)}
+            for name, (stmt, node) in lets.items():
+                if id(node) not in reachable:
+                    self.rep.warning(f"binding '{name}' is never used", stmt.span)
+        return result
+
+    # ---- expressions ---------------------------------------------------------------------------
+    def expr(self, e: A.Expr, env: dict[str, ir.Node], bind_name: str | None = None) -> ir.Node:
+        if isinstance(e, A.Num | A.Str | A.Bool):
+            return ir.Const(kind="const", value=e.value, span=e.span)
+        if isinstance(e, A.Name):
+            return self.name(e, env)
+        if isinstance(e, A.TupleLit | A.ListLit):
+            items = [self.expr(i, env) for i in e.items]
+            if isinstance(e, A.ListLit) or all(isinstance(i, ir.Const) for i in items):
+                if not all(isinstance(i, ir.Const) for i in items):
+                    self.rep.error("list items must be constants", e.span)
+                    raise _Abort
+                vals = [i.value for i in items]  # type: ignore[attr-defined]
+                return ir.Const(kind="const", value=vals if isinstance(e, A.ListLit) else tuple(vals), span=e.span)
+            for i in items:
+                if i.kind in ("tensor", "scalar"):
+                    self.rep.error("tuples hold constants or hyperparameters, not tensors", i.span)
+                    raise _Abort
+            return ir.TupleOf(kind=_max_kind(items), items=items, span=e.span)
+        if isinstance(e, A.Call):
+            return self.call(e, env, piped=None, label=None, bind_name=bind_name)
+        if isinstance(e, A.Pipe):
+            left = self.expr(e.left, env)
+            return self.stage(e.stage, left, env, bind_name)
+        if isinstance(e, A.BinOp):
+            return self.binop(e, env)
+        if isinstance(e, A.UnaryOp):
+            v = self.expr(e.operand, env)
+            if isinstance(v, ir.Const):
+                try:
+                    return ir.Const(kind="const", value=const_value(e), span=e.span)
+                except ConstError as err:
+                    self.rep.error(str(err), e.span)
+                    raise _Abort from None
+            return ir.Op(kind=v.kind, op="neg" if e.op == "-" else "not", operands=[v], span=e.span, ndims=v.ndims)
+        if isinstance(e, A.Index):
+            v, i = self.expr(e.value, env), self.expr(e.index, env)
+            if not isinstance(i, ir.Const) or not isinstance(i.value, int) or isinstance(i.value, bool):
+                self.rep.error("an index must be a constant integer", e.index.span)
+                raise _Abort
+            size = _tuple_len(v, self.hypers)
+            if size is None:
+                self.rep.error("only tuples can be indexed", e.value.span)
+                raise _Abort
+            if not -size <= i.value < size:
+                self.rep.error(f"index {i.value} is out of range for a tuple of {size}", e.index.span)
+                raise _Abort
+            if isinstance(v, ir.Const):
+                return ir.Const(kind="const", value=v.value[i.value], span=e.span)
+            if isinstance(v, ir.TupleOf):
+                return v.items[i.value]
+            return ir.Op(kind=v.kind, op="index", operands=[v, i], span=e.span)
+        if isinstance(e, A.Attr):
+            v = self.expr(e.value, env)
+            if e.name != "T":
+                self.rep.error(f"unknown attribute '.{e.name}'", e.span, "only `.T` (transpose) exists")
+                raise _Abort
+            self.need_matrix(v, "`.T`", e.span)
+            return ir.Op(kind="tensor", op="transpose", operands=[v], span=e.span, ndims=frozenset({2}))
+        if isinstance(e, A.Match):
+            self.rep.error("`~` matches parameter names and belongs in a rule's selector", e.span)
+            raise _Abort
+        if isinstance(e, A.Block):
+            return self.block(e, env)
+        raise AssertionError(e)
+
+    def name(self, e: A.Name, env: dict[str, ir.Node]) -> ir.Node:
+        if e.id in env:
+            return env[e.id]
+        if e.id in self.inputs and not self.def_stack:
+            return self.inputs[e.id]
+        if e.id in self.hypers and not self.def_stack:
+            self.used.add(e.id)
+            h = self.hypers[e.id]
+            return ir.Hyper(kind="structural" if h.structural else "runtime", name=e.id, span=e.span)
+        if lookup(e.id) is not None or e.id in self.defs:
+            self.rep.error(f"'{e.id}' is a {'primitive' if lookup(e.id) else 'def'}, not a value", e.span,
+                           f"use it as a stage (`x |> {e.id}`) or call it (`{e.id}(x)`)")
+            raise _Abort
+        visible = [*env, *([] if self.def_stack else [*INPUTS, *self.hypers])]
+        self.rep.error(f"unknown name '{e.id}'", e.span, did_you_mean(e.id, visible))
+        raise _Abort
+
+    def stage(self, stage: A.Stage, left: ir.Node, env: dict[str, ir.Node], bind_name: str | None) -> ir.Node:
+        callee = stage.callee
+        if isinstance(callee, A.Name):
+            callee = A.Call(func=callee.id, span=callee.span)
+            object.__setattr__(callee, "func_span", stage.callee.span)
+        if isinstance(callee, A.Block):
+            return self.block(callee, {**env, "_": left})
+        return self.call(callee, env, piped=left, label=stage.label, bind_name=bind_name, label_span=stage.span)
+
+    def binop(self, e: A.BinOp, env: dict[str, ir.Node]) -> ir.Node:
+        if e.op in ("and", "or"):
+            self.rep.error(f"`{e.op}` combines selector conditions; it has no meaning on values", e.span)
+            raise _Abort
+        a, b = self.expr(e.left, env), self.expr(e.right, env)
+        if isinstance(a, ir.Const) and isinstance(b, ir.Const):
+            try:
+                return ir.Const(kind="const", value=const_value(e), span=e.span)
+            except ConstError as err:
+                self.rep.error(str(err), e.span)
+                raise _Abort from None
+        for v in (a, b):
+            if isinstance(v, ir.TupleOf) or (isinstance(v, ir.Hyper) and self.hypers[v.name].type == "tuple"):
+                self.rep.error("arithmetic on a tuple: index it first (e.g. `betas[0]`)", v.span)
+                raise _Abort
+        if e.op == "@":
+            for v in (a, b):
+                self.need_matrix(v, "`@`", v.span)
+        kind = _max_kind([a, b])
+        ndims = a.ndims if a.kind == "tensor" else b.ndims
+        return ir.Op(kind=kind, op=e.op, operands=[a, b], span=e.span, ndims=ndims)
+
+    # ---- calls ---------------------------------------------------------------------------------
+    def call(self, c: A.Call, env: dict[str, ir.Node], piped: ir.Node | None, label: str | None,
+             bind_name: str | None, label_span: Span | None = None) -> ir.Node:
+        if c.func in self.defs:
+            return self.inline(self.defs[c.func], c, env, piped)
+        prim = lookup(c.func)
+        if prim is None:
+            names = [p.name for p in all_primitives()] + list(self.defs)
+            self.rep.error(f"unknown primitive '{c.func}'", c.func_span, did_you_mean(c.func, names))
+            raise _Abort
+        pos = [self.expr(a, env) for a in c.args]
+        if piped is None and prim.inputs and (not pos or pos[0].kind not in ("tensor", "scalar")):
+            piped = self.inputs["grad"]  # a pipeline may begin with a stage: it starts from grad
+        values = ([piped] if piped is not None else []) + pos
+        params = [*prim.inputs, *prim.args]
+        if len(values) > len(params):
+            self.rep.error(f"{prim.name} takes at most {len(params) - (1 if piped is not None else 0)} "
+                           f"argument(s) here, got {len(pos)}", c.span, f"signature: {prim.signature_text()}")
+            raise _Abort
+        bound: dict[str, tuple[ir.Node, Span]] = {p: (v, v.span) for p, v in zip(params, values)}
+        for kw in c.kwargs:
+            if kw.name not in params:
+                self.rep.error(f"{prim.name} has no argument '{kw.name}'", kw.span,
+                               did_you_mean(kw.name, params) or f"signature: {prim.signature_text()}")
+                raise _Abort
+            if kw.name in bound:
+                self.rep.error(f"argument '{kw.name}' of {prim.name} given twice", kw.span)
+                raise _Abort
+            bound[kw.name] = (self.expr(kw.value, env), kw.value.span)
+        node = ir.Call(kind="tensor" if prim.output == "tensor" else "scalar", prim=prim, span=c.span, label=label)
+        for name in prim.inputs:
+            if name not in bound:
+                self.rep.error(f"{prim.name} needs a tensor input '{name}'", c.span, f"signature: {prim.signature_text()}")
+                raise _Abort
+            v, span = bound[name]
+            if v.kind not in ("tensor", "scalar", "runtime"):
+                self.rep.error(f"{prim.name}: input '{name}' must be a tensor, got a {v.kind} value", span)
+                raise _Abort
+            node.inputs.append(v)
+        for name, arg in prim.args.items():
+            if name in bound:
+                node.args[name] = self.argument(prim, arg, *bound[name])
+            elif arg.required:
+                self.rep.error(f"{prim.name} needs argument '{name}'", c.span, f"signature: {prim.signature_text()}")
+                raise _Abort
+            elif not (prim.lr_from_apply and name == "lr"):
+                node.args[name] = ir.Const(kind="const", value=arg.default)
+        first = node.inputs[0] if node.inputs else None
+        node.ndims = first.ndims if first is not None else frozenset()
+        if prim.name == "as_matrix":
+            bad = sorted(d for d in node.ndims if d < 2)
+            if bad:
+                self.rep.error(f"as_matrix needs parameters with at least 2 dims, but rule '{self.rule.label}' "
+                               f"admits ndim={bad[0]}", c.func_span, "restrict the rule's selector (e.g. `ndim >= 2`)")
+            node.ndims = frozenset({2})
+        if prim.needs_matrix and first is not None:
+            self.need_matrix(first, prim.name, c.func_span)
+        if prim.output == "scalar":
+            node.ndims = frozenset()
+        if prim.state:
+            self.name_states(node, label or bind_name)
+        if label:
+            if label in self.labels:
+                self.rep.error(f"stage label '{label}' used twice in rule '{self.rule.label}'", label_span or c.span)
+            self.labels[label] = node
+        self.calls.append(node)
+        return node
+
+    def argument(self, prim: Primitive, arg: Any, v: ir.Node, span: Span) -> ir.Node:
+        if v.kind == "tensor":
+            self.rep.error(f"{prim.name}: argument '{arg.name}' takes a scalar, got a tensor", span)
+            raise _Abort
+        if arg.structural and v.kind in ("runtime", "scalar"):
+            what = f"the float hyperparameter '{v.name}'" if isinstance(v, ir.Hyper) else "a runtime value"
+            self.rep.error(f"{prim.name}: argument '{arg.name}' is structural ({arg.doc_type}), but gets {what}",
+                           span, "structural arguments are compile-time constants: use a literal or a hyperparameter "
+                                 f"declared as `name: {arg.doc_type if arg.doc_type in HYPER_TYPES else 'int'} = ...`")
+            raise _Abort
+        value, hyper_names = _known_value(v, self.hypers)
+        if value is not _UNKNOWN:
+            try:
+                arg.validate(value)
+            except ValueError as err:
+                via = f" (hyperparameter '{hyper_names[0]}' defaults to {value!r})" if hyper_names else ""
+                self.rep.error(f"{prim.name}: {err}{via}", span)
+        if isinstance(v, ir.Hyper):
+            self.constraints.append(ir.Constraint(v.name, prim.name, arg, span))
+        elif isinstance(v, ir.TupleOf):
+            for i, item in enumerate(v.items):
+                if isinstance(item, ir.Hyper):
+                    self.constraints.append(ir.Constraint(item.name, prim.name, arg, span, item=i))
+        return v
+
+    def need_matrix(self, v: ir.Node, what: str, span: Span) -> None:
+        small = sorted(d for d in v.ndims if d < 2)
+        large = sorted(d for d in v.ndims if d > 2)
+        if small:
+            self.rep.error(f"{what} needs a matrix, but rule '{self.rule.label}' admits parameters with "
+                           f"ndim={small[0]}", span,
+                           "restrict the rule's selector (e.g. `ndim >= 2`) or send vectors to another rule")
+            raise _Abort
+        if large:
+            self.rep.error(f"{what} needs a matrix, but rule '{self.rule.label}' admits parameters with "
+                           f"ndim={large[0]}", span, "view them as matrices first: `|> as_matrix`")
+            raise _Abort
+
+    def name_states(self, node: ir.Call, base: str | None) -> None:
+        taken = {n for c in self.calls for n in c.state_names.values()}
+        for st in node.prim.state:  # type: ignore[union-attr]
+            want = st.name if base is None else (base if len(node.prim.state) == 1 else f"{base}_{st.name}")  # type: ignore[union-attr]
+            name, k = want, 1
+            while name in taken:
+                name, k = f"{want}_{k}", k + 1
+            taken.add(name)
+            node.state_names[st.name] = name
+
+    def inline(self, d: A.Def, c: A.Call, env: dict[str, ir.Node], piped: ir.Node | None) -> ir.Node:
+        if d.name in self.def_stack:
+            chain = " -> ".join([*self.def_stack[self.def_stack.index(d.name):], d.name])
+            self.rep.error(f"def '{d.name}' is recursive ({chain})", c.span)
+            raise _Abort
+        values = ([piped] if piped is not None else []) + [self.expr(a, env) for a in c.args]
+        names = [p.name for p in d.params]
+        if len(values) > len(names):
+            self.rep.error(f"def '{d.name}' takes {len(names)} argument(s), got {len(values)}", c.span)
+            raise _Abort
+        scope: dict[str, ir.Node] = dict(zip(names, values))
+        for kw in c.kwargs:
+            if kw.name not in names:
+                self.rep.error(f"def '{d.name}' has no parameter '{kw.name}'", kw.span, did_you_mean(kw.name, names))
+                raise _Abort
+            scope[kw.name] = self.expr(kw.value, env)
+        for p in d.params:
+            if p.name not in scope:
+                if p.default is None:
+                    self.rep.error(f"def '{d.name}' needs argument '{p.name}'", c.span)
+                    raise _Abort
+                scope[p.name] = ir.Const(kind="const", value=const_value(p.default), span=p.default.span)
+        self.def_stack.append(d.name)
+        try:
+            return self.block(d.body, {**scope, **{n: self.inputs[n] for n in INPUTS}}, track_unused=False)
+        finally:
+            self.def_stack.pop()
+
+
+_UNKNOWN = object()
+
+
+def _known_value(v: ir.Node, hypers: dict[str, ir.HyperParam]) -> tuple[Any, list[str]]:
+    """The value of a node if it is a constant or (default of) a hyperparameter."""
+    if isinstance(v, ir.Const):
+        return v.value, []
+    if isinstance(v, ir.Hyper):
+        return hypers[v.name].default, [v.name]
+    if isinstance(v, ir.TupleOf):
+        vals, names = [], []
+        for item in v.items:
+            val, n = _known_value(item, hypers)
+            if val is _UNKNOWN:
+                return _UNKNOWN, []
+            vals.append(val)
+            names += n
+        return tuple(vals), names
+    return _UNKNOWN, []
+
+
+def _tuple_len(v: ir.Node, hypers: dict[str, ir.HyperParam]) -> int | None:
+    if isinstance(v, ir.Const) and isinstance(v.value, tuple):
+        return len(v.value)
+    if isinstance(v, ir.TupleOf):
+        return len(v.items)
+    if isinstance(v, ir.Hyper) and isinstance(hypers[v.name].default, tuple):
+        return len(hypers[v.name].default)
+    return None
+
+
+def _max_kind(nodes: list[ir.Node]) -> ir.Kind:
+    return max((n.kind for n in nodes), key=lambda k: ir.KIND_ORDER[k])
+
+
+# ---- optimizer-level checks ---------------------------------------------------------------------
+
+def check_hyperparams(rep: Reporter, params: list[A.Param]) -> dict[str, ir.HyperParam]:
+    out: dict[str, ir.HyperParam] = {}
+    for p in params:
+        if p.name in out:
+            rep.error(f"hyperparameter '{p.name}' declared twice", p.span)
+            continue
+        if p.name in INPUTS or p.name in selectors.SELECTOR_NAMES:
+            rep.error(f"'{p.name}' is reserved and cannot be a hyperparameter", p.span)
+            continue
+        if p.type is not None and p.type not in HYPER_TYPES:
+            rep.error(f"unknown type '{p.type}'", p.span, did_you_mean(p.type, list(HYPER_TYPES)) or
+                      f"types are {', '.join(HYPER_TYPES)}")
+            continue
+        if p.default is None:
+            rep.error(f"hyperparameter '{p.name}' needs a default value", p.span)
+            continue
+        try:
+            value = const_value(p.default)
+        except ConstError as err:
+            rep.error(f"default of '{p.name}': {err}", p.default.span)
+            continue
+        inferred = type_of_value(value)
+        typ = p.type or inferred
+        if typ == "float" and inferred == "int":
+            value = float(value)
+        elif typ != inferred:
+            rep.error(f"hyperparameter '{p.name}' is declared {typ} but its default is {inferred}", p.default.span)
+            continue
+        if isinstance(value, list):
+            rep.error(f"hyperparameter '{p.name}': lists are not hyperparameters; use a tuple", p.default.span)
+            continue
+        out[p.name] = ir.HyperParam(p.name, typ, value, p.span)
+    return out
+
+
+def check_optimizer(rep: Reporter, opt: A.Optimizer, defs: dict[str, A.Def], source: str, file: str) -> ir.OptimizerIR:
+    hypers = check_hyperparams(rep, opt.params)
+    hyper_defaults = {k: h.default for k, h in hypers.items()}
+    constraints: list[ir.Constraint] = []
+    used: set[str] = set()
+    rules: list[ir.RuleIR] = []
+    labels: dict[str, A.Rule] = {}
+    catch_all: A.Rule | None = None
+    if not opt.rules:
+        rep.error(f"optimizer '{opt.name}' has no rules", opt.span, "add `all => grad |> ... |> apply(lr)`")
+    for rule in opt.rules:
+        if rule.label in labels:
+            rep.error(f"rule label '{rule.label}' used twice (first at line {labels[rule.label].span.line})", rule.span)
+        labels[rule.label] = rule
+        if catch_all is not None:
+            rep.error(f"rule '{rule.label}' can never match: rule '{catch_all.label}' (line {catch_all.span.line}) "
+                      "above it takes every parameter", rule.span, "move catch-all rules last")
+        ndims = _check_selector(rep, rule, hypers, hyper_defaults, used)
+        if ndims is None:
+            continue
+        if rule.selector is None:
+            catch_all = rule
+        checker = RuleChecker(rep, hypers, defs, rule, ndims, constraints, used)
+        try:
+            result = checker.block(rule.body, {})
+        except _Abort:
+            continue
+        rir = _finish_rule(rep, rule, checker, result)
+        if rir is not None:
+            rules.append(rir)
+    for name, h in hypers.items():
+        if name not in used:
+            rep.warning(f"hyperparameter '{name}' is never used", h.span)
+    return ir.OptimizerIR(opt.name, hypers, rules, constraints, source, file, opt.span)
+
+
+def _check_selector(rep: Reporter, rule: A.Rule, hypers: dict[str, ir.HyperParam], defaults: dict[str, Any],
+                    used: set[str]) -> frozenset[int] | None:
+    if rule.selector is None:
+        return frozenset(selectors.NDIMS)
+    for n in selectors._nodes(rule.selector):
+        if isinstance(n, A.Name) and n.id not in selectors.SELECTOR_NAMES:
+            if n.id in hypers and hypers[n.id].structural:
+                used.add(n.id)
+                continue
+            hint = did_you_mean(n.id, [*selectors.SELECTOR_NAMES, *hypers]) or \
+                "selectors use ndim, shape, numel, name, group and structural hyperparameters"
+            rep.error(f"unknown name '{n.id}' in the selector of rule '{rule.label}'", n.span, hint)
+            return None
+        if isinstance(n, A.Match):
+            try:
+                re.compile(n.pattern)
+            except re.error as err:
+                rep.error(f"invalid regular expression: {err}", n.span)
+                return None
+    try:
+        ndims = selectors.admitted_ndims(rule.selector, defaults)
+    except selectors.SelectorError as err:
+        rep.error(f"{err} (rule '{rule.label}')", rule.selector.span)
+        return None
+    if not ndims:
+        rep.error(f"rule '{rule.label}' can never match: its selector is false for every parameter",
+                  rule.selector.span)
+        return None
+    return ndims
+
+
+def _finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.Node) -> ir.RuleIR | None:
+    nodes = ir.walk(result)
+    calls = [n for n in nodes if isinstance(n, ir.Call)]
+    applies = [c for c in calls if c.prim.writes_param and not c.prim.lr_from_apply]  # type: ignore[union-attr]
+    if not applies:
+        rep.error(f"rule '{rule.label}' never updates its parameters", rule.body.result.span,
+                  "end the pipeline with `apply(lr)`")
+        return None
+    for c in calls:
+        if c.prim.lr_from_apply and "lr" not in c.args:  # type: ignore[union-attr]
+            if len(applies) != 1:
+                rep.error(f"{c.prim.name} cannot tell which lr to use: give `lr =`", c.span)  # type: ignore[union-attr]
+                return None
+            c.args["lr"] = applies[0].args["lr"]
+    elementwise = all(c.prim.elementwise for c in calls) and not any(n.kind == "scalar" for n in nodes)  # type: ignore[union-attr]
+    states = [ir.StateInfo(full, c.prim.name, next(s.doc for s in c.prim.state if s.name == local))  # type: ignore[union-attr]
+              for c in calls for local, full in c.state_names.items()]
+    return ir.RuleIR(rule.label, rule.selector, result, states, "flat" if elementwise else "stacked",
+                     sorted({c.prim.name for c in calls}), rule.span, dict(checker.labels))  # type: ignore[union-attr]

@@ -1,0 +1,302 @@
+"""Text -> AST. The lark LALR parser applies the transformer while it parses (no recursion
+over deep trees), and every failure becomes a :class:`Diagnostic`, never a traceback."""
+from __future__ import annotations
+
+import ast as _pyast
+from functools import lru_cache
+from importlib.resources import files
+
+import lark
+from lark import Token, Transformer_NonRecursive, v_args
+
+from . import ast as A
+from .diagnostics import Reporter, Span, SpecError
+
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 200
+
+_TOKEN_NAMES = {
+    "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'",
+    "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "NAME": "a name", "NUMBER": "a number",
+    "STRING": "a string", "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/' or '@'",
+    "ASSIGN": "'<-'", "MINUS": "'-'", "STAR": "'*'", "TILDE": "'~'", "DOT": "'.'", "$END": "end of file",
+}
+
+
+def _span(file: str, meta_or_tok) -> Span:
+    m = meta_or_tok
+    if getattr(m, "empty", False):
+        return Span(file=file)
+    return Span(file=file, line=m.line, col=m.column, end_line=m.end_line, end_col=m.end_column)
+
+
+class _DepthError(Exception):
+    def __init__(self, span: Span):
+        self.span = span
+
+
+@v_args(meta=True)
+class _Build(Transformer_NonRecursive):
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    # -- helpers
+    def s(self, meta) -> Span:
+        return _span(self.file, meta)
+
+    def _node(self, cls, meta, **kw):
+        node = cls(span=self.s(meta), **kw)
+        depth = 1 + max((getattr(v, "_depth", 0) for v in kw.values() if isinstance(v, A.Node)), default=0)
+        for v in kw.values():
+            if isinstance(v, list):
+                depth = max(depth, 1 + max((getattr(x, "_depth", 0) for x in v), default=0))
+        if depth > MAX_DEPTH:
+            raise _DepthError(node.span)
+        object.__setattr__(node, "_depth", depth)
+        return node
+
+    # -- items
+    def start(self, meta, items):
+        return A.Module(items=items, file=self.file)
+
+    def import_decl(self, meta, c):
+        return self._node(A.Import, meta, path=_unquote(c[0]))
+
+    def param_list(self, meta, c):
+        return list(c)
+
+    def param(self, meta, c):
+        name, typ, default = c
+        return self._node(A.Param, meta, name=str(name), type=str(typ) if typ else None, default=default)
+
+    def def_expr(self, meta, c):
+        name, params, body = c
+        block = self._node(A.Block, meta, stmts=[], result=body)
+        return self._node(A.Def, meta, name=str(name), params=params or [], body=block)
+
+    def def_block(self, meta, c):
+        name, params, block = c
+        return self._node(A.Def, meta, name=str(name), params=params or [], body=block)
+
+    def optimizer_decl(self, meta, c):
+        name, params, *rules = c
+        return self._node(A.Optimizer, meta, name=str(name), params=params or [], rules=rules)
+
+    def rule_sel(self, meta, c):
+        label, sel, body = c
+        return self._node(A.Rule, meta, label=str(label), selector=sel, body=body)
+
+    def rule_all(self, meta, c):
+        label, body = c
+        return self._node(A.Rule, meta, label=str(label), selector=None, body=body)
+
+    def sel_all(self, meta, c):
+        return None
+
+    def sel_expr(self, meta, c):
+        return c[0]
+
+    def body(self, meta, c):
+        return self._node(A.Block, meta, stmts=list(c[:-1]), result=c[-1])
+
+    block = stage_block = body
+
+    def let_stmt(self, meta, c):
+        return self._node(A.Let, meta, name=str(c[0]), value=c[1])
+
+    def state_stmt(self, meta, c):
+        name, dtype, init = c
+        return self._node(A.StateDecl, meta, name=str(name), dtype=str(dtype) if dtype else None, init=init)
+
+    def assign_stmt(self, meta, c):
+        return self._node(A.Assign, meta, name=str(c[0]), value=c[2])
+
+    # -- expressions
+    def pipe(self, meta, c):
+        return self._node(A.Pipe, meta, left=c[0], stage=c[1])
+
+    def labeled_stage(self, meta, c):
+        return self._node(A.Stage, meta, label=str(c[0]), callee=c[1])
+
+    def plain_stage(self, meta, c):
+        return self._node(A.Stage, meta, label=None, callee=c[0])
+
+    def bare_name(self, meta, c):
+        return self._node(A.Name, meta, id=str(c[0]))
+
+    def or_op(self, meta, c):
+        return self._node(A.BinOp, meta, op="or", left=c[0], right=c[1])
+
+    def and_op(self, meta, c):
+        return self._node(A.BinOp, meta, op="and", left=c[0], right=c[1])
+
+    def not_op(self, meta, c):
+        return self._node(A.UnaryOp, meta, op="not", operand=c[0])
+
+    def compare(self, meta, c):
+        return self._node(A.BinOp, meta, op=str(c[1]), left=c[0], right=c[2])
+
+    def binop(self, meta, c):
+        return self._node(A.BinOp, meta, op=str(c[1]), left=c[0], right=c[2])
+
+    def match(self, meta, c):
+        return self._node(A.Match, meta, subject=c[0], pattern=_unquote(c[1]))
+
+    def neg(self, meta, c):
+        return self._node(A.UnaryOp, meta, op="-", operand=c[0])
+
+    def pow(self, meta, c):
+        return self._node(A.BinOp, meta, op="**", left=c[0], right=c[1])
+
+    def index(self, meta, c):
+        return self._node(A.Index, meta, value=c[0], index=c[1])
+
+    def attr(self, meta, c):
+        return self._node(A.Attr, meta, value=c[0], name=str(c[1]))
+
+    def number(self, meta, c):
+        text = str(c[0])
+        is_int = not any(ch in text for ch in ".eE")
+        value = int(text) if is_int else float(text)
+        return self._node(A.Num, meta, value=value, is_int=is_int)
+
+    def string(self, meta, c):
+        return self._node(A.Str, meta, value=_unquote(c[0]))
+
+    def true(self, meta, c):
+        return self._node(A.Bool, meta, value=True)
+
+    def false(self, meta, c):
+        return self._node(A.Bool, meta, value=False)
+
+    def name(self, meta, c):
+        return self._node(A.Name, meta, id=str(c[0]))
+
+    def empty_tuple(self, meta, c):
+        return self._node(A.TupleLit, meta, items=[])
+
+    def tuple(self, meta, c):
+        return self._node(A.TupleLit, meta, items=[x for x in c if x is not None])
+
+    def list(self, meta, c):
+        return self._node(A.ListLit, meta, items=[x for x in c if x is not None])
+
+    def call(self, meta, c):
+        name, *args = c
+        pos = [a for a in args if a is not None and not isinstance(a, A.KwArg)]
+        kws = [a for a in args if isinstance(a, A.KwArg)]
+        node = self._node(A.Call, meta, func=str(name), args=pos, kwargs=kws)
+        object.__setattr__(node, "func_span", _span(self.file, name))
+        return node
+
+    def pos_arg(self, meta, c):
+        return c[0]
+
+    def kw_arg(self, meta, c):
+        return self._node(A.KwArg, meta, name=str(c[0]), value=c[1])
+
+
+def _unquote(tok: Token | str) -> str:
+    text = str(tok)
+    try:
+        value = _pyast.literal_eval(text)  # a string literal only: the token regex admits nothing else
+    except (ValueError, SyntaxError):
+        value = text[1:-1]
+    return value if isinstance(value, str) else text[1:-1]
+
+
+@lru_cache(maxsize=None)
+def _grammar() -> str:
+    return files("optloom.dsl").joinpath("grammar.lark").read_text()
+
+
+@lru_cache(maxsize=None)
+def _parser() -> lark.Lark:
+    return lark.Lark(_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse(source: str | bytes, file: str = "<spec>") -> A.Module:
+    """Parse spec text into a :class:`Module`; raise :class:`SpecError` with diagnostics."""
+    rep = Reporter(source if isinstance(source, str) else None)
+    if isinstance(source, bytes):
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as e:
+            rep.error(f"spec is not UTF-8 text (byte {e.start})", Span(file=file))
+            rep.raise_if_failed()
+        rep.source = source  # type: ignore[assignment]
+    assert isinstance(source, str)
+    if len(source) > MAX_SOURCE_BYTES:
+        rep.error(f"spec is too large ({len(source)} characters; the limit is {MAX_SOURCE_BYTES})", Span(file=file))
+        rep.raise_if_failed()
+    if "\x00" in source:
+        line = source[: source.index("\x00")].count("\n") + 1
+        rep.error("spec contains a NUL byte (binary data?)", Span(file=file, line=line, col=1, end_line=line, end_col=2))
+        rep.raise_if_failed()
+    try:
+        try:
+            return _Build(file).transform(_parser().parse(source))
+        except lark.exceptions.VisitError as e:
+            raise e.orig_exc from None
+    except _DepthError as e:
+        rep.error(f"expression nested too deeply (more than {MAX_DEPTH} levels)", e.span,
+                  "split it with `let` bindings or `def`s")
+    except lark.exceptions.UnexpectedCharacters as e:
+        ch = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
+        rep.error(f"unexpected character {ch!r}", Span(file=file, line=e.line, col=e.column,
+                                                       end_line=e.line, end_col=e.column + 1),
+                  _expected_hint(e.allowed))
+    except lark.exceptions.UnexpectedEOF as e:
+        lines = source.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+        rep.error("unexpected end of file", Span(file=file, line=line, col=col, end_line=line, end_col=col + 1),
+                  _expected_hint(e.expected))
+    except lark.exceptions.UnexpectedToken as e:
+        tok = e.token
+        if tok.type == "$END":
+            lines = source.split("\n")
+            line, col = len(lines), len(lines[-1]) + 1
+            rep.error("unexpected end of file", Span(file=file, line=line, col=col, end_line=line, end_col=col + 1),
+                      _expected_hint(e.expected))
+        else:
+            rep.error(f"unexpected {_describe(tok)}",
+                      Span(file=file, line=tok.line, col=tok.column, end_line=tok.end_line or tok.line,
+                           end_col=tok.end_column or tok.column + 1),
+                      _expected_hint(e.expected))
+    except RecursionError:
+        rep.error("spec nested too deeply", Span(file=file))
+    rep.raise_if_failed()
+    raise AssertionError("unreachable")
+
+
+def _describe(tok: Token) -> str:
+    text = str(tok)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    kind = {"NAME": "name", "NUMBER": "number", "STRING": "string"}.get(tok.type)
+    return f"{kind} {text!r}" if kind else repr(text)
+
+
+def _expected_hint(expected) -> str | None:
+    if not expected:
+        return None
+    names = sorted({_TOKEN_NAMES.get(t, t.lower().strip('"')) for t in expected})
+    if len(names) > 8:
+        return None
+    return "expected " + ", ".join(names)
+
+
+def parse_file(path: str) -> A.Module:
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise SpecError([__import__("optloom.dsl.diagnostics", fromlist=["Diagnostic"]).Diagnostic(
+            "error", f"cannot read spec: {e.strerror}", Span(file=str(path)))]) from None
+    return parse(data, file=str(path))
+
+
+__all__ = ["parse", "parse_file", "SpecError"]

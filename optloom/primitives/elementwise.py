@@ -1,0 +1,87 @@
+"""Stateless elementwise primitives (algorithms.md §17.3). Scalars may be per-parameter."""
+from __future__ import annotations
+
+import torch
+
+from .context import Ctx
+from .registry import NonNegative, Tensor, primitive
+
+
+def _unary(name: str, op, doc: str):
+    def impl(ctx: Ctx, x: Tensor) -> Tensor:
+        return op(x)
+
+    impl.__doc__ = doc
+    impl.__name__ = name
+    prim = primitive(family="elementwise", name=name, examples=(name,))(impl)
+    prim.reference(lambda ctx, x: op(x))
+    return prim
+
+
+sign = _unary("sign", torch.sign, "Elementwise sign: ``sign(x)`` ∈ {−1, 0, 1} (signSGD, Lion, Signum).")
+abs_ = _unary("abs", torch.abs, "Elementwise absolute value ``|x|``.")
+sqrt = _unary("sqrt", torch.sqrt, "Elementwise square root ``√x``.")
+square = _unary("square", torch.square, "Elementwise square ``x²``.")
+exp = _unary("exp", torch.exp, "Elementwise exponential ``eˣ``.")
+log = _unary("log", torch.log, "Elementwise natural logarithm ``ln x``.")
+cosh = _unary("cosh", torch.cosh, "Elementwise hyperbolic cosine (AuON's brake, algorithms.md §3).")
+relu = _unary("relu", torch.relu, "Elementwise ``max(x, 0)``.")
+
+
+@primitive(family="elementwise", examples=("scale(0.5)",))
+def scale(ctx: Ctx, x: Tensor, s: float = 1.0) -> Tensor:
+    """Multiply by a scalar: ``s · x`` (``s`` may be a hyperparameter or a per-parameter scalar)."""
+    return x * ctx.bcast(s, x)
+
+
+@scale.reference
+def _(ctx, x, s):
+    return x * s
+
+
+@primitive(family="elementwise", examples=("clamp(-1.0, 1.0)",))
+def clamp(ctx: Ctx, x: Tensor, lo: float = -1.0, hi: float = 1.0) -> Tensor:
+    """Clip elementwise into ``[lo, hi]`` (bounds may be per-parameter scalars, as in ROOT)."""
+    return torch.minimum(torch.maximum(x, _t(ctx.bcast(lo, x), x)), _t(ctx.bcast(hi, x), x))
+
+
+@clamp.reference
+def _(ctx, x, lo, hi):
+    return x.clamp(min=float(lo), max=float(hi))
+
+
+@primitive(family="elementwise", examples=("min(0.5)",))
+def min_(ctx: Ctx, x: Tensor, other: float = 0.0) -> Tensor:
+    """Elementwise minimum ``min(x, other)``."""
+    return torch.minimum(x, _t(ctx.bcast(other, x), x))
+
+
+@min_.reference
+def _(ctx, x, other):
+    return x.clamp(max=float(other))
+
+
+@primitive(family="elementwise", examples=("max(0.5)",))
+def max_(ctx: Ctx, x: Tensor, other: float = 0.0) -> Tensor:
+    """Elementwise maximum ``max(x, other)``."""
+    return torch.maximum(x, _t(ctx.bcast(other, x), x))
+
+
+@max_.reference
+def _(ctx, x, other):
+    return x.clamp(min=float(other))
+
+
+@primitive(family="elementwise", examples=("soft_threshold(0.1)",))
+def soft_threshold(ctx: Ctx, x: Tensor, tau: NonNegative = 0.0) -> Tensor:
+    """Soft thresholding ``sign(x)·max(|x| − τ, 0)`` (ROOT's outlier part, algorithms.md §4)."""
+    return torch.sign(x) * torch.relu(x.abs() - ctx.bcast(tau, x))
+
+
+@soft_threshold.reference
+def _(ctx, x, tau):
+    return torch.sign(x) * (x.abs() - tau).clamp(min=0)
+
+
+def _t(v, like: Tensor) -> Tensor:
+    return v if isinstance(v, Tensor) else torch.tensor(v, dtype=like.dtype, device=like.device)
