@@ -1,21 +1,26 @@
-"""``optloom`` command line. Each subcommand lives in its own module exposing
-``add_parser(subparsers)`` (which sets ``func``) and is listed in :data:`COMMANDS`."""
+"""``optloom`` command line. Each subcommand lives in its own module ``<name>_cmd.py`` exposing
+``add_parser(subparsers)`` (which sets ``func``); modules are discovered by name."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from ..dsl.diagnostics import SpecError
 
-# subcommand modules, in the order `optloom --help` lists them
-COMMANDS = ["check", "fmt", "list", "show"]
+ORDER = ["check", "fmt", "list", "show", "train", "ablate", "diff", "demo", "bench"]
+
+
+def _commands() -> list[str]:
+    found = {m.name[: -len("_cmd")] for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd")}
+    return sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optloom", description="optimizer specs for PyTorch: check, inspect, train")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in _commands():
         importlib.import_module(f"optloom.cli.{name}_cmd").add_parser(sub)
     return parser
 

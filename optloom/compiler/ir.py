@@ -2,7 +2,8 @@
 
 Every node carries a *kind* — ``tensor`` (one value per parameter entry), ``scalar`` (one value
 per parameter), ``runtime`` (a float hyperparameter or an expression of them: a 0-d tensor at
-run time, never a recompile), ``structural`` (a compile-time constant chosen per param group),
+run time, never a recompile), ``structural`` (an int/bool/str/tuple hyperparameter: a
+compile-time constant per param group; changing it rebuilds the step),
 ``const`` (a literal) — and, for tensors, the set of dims its members can have.
 """
 from __future__ import annotations
@@ -83,8 +84,7 @@ class HyperParam:
 
     @property
     def structural(self) -> bool:
-        return self.type in ("int", "bool", "str") or (
-            self.type == "tuple" and not all(isinstance(v, float) for v in self.default))
+        return self.type in ("int", "bool", "str", "tuple")
 
     @property
     def runtime(self) -> bool:

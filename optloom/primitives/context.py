@@ -20,8 +20,10 @@ class Ctx:
     """Functional view of one bucket during one step: read state, write state, update param."""
 
     def __init__(self, *, layout: Layout, param: Tensor, step: Tensor | float, states: dict[str, Tensor],
-                 init_state: Callable[[str, Tensor, Any], Tensor] | None = None, lr: Any = None):
+                 init_state: Callable[[str, Tensor, Any], Tensor] | None = None, lr: Any = None,
+                 ids: Tensor | int = 0):
         self.layout = layout
+        self.ids = ids  # stable per-parameter ids: (B,) int64 when stacked, an int when single
         self.param = param
         self.step = step
         self.states = states

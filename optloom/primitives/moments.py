@@ -1,6 +1,8 @@
 """Stateful stream primitives: moving averages, momentum forms, Adam, Lion (algorithms.md §0, §17.2)."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from .context import Ctx
@@ -25,7 +27,7 @@ def _(ctx, x, beta, debias):
 
 @primitive(family="moments", state=(State("momentum_buffer", doc="the momentum M (ema) or B (sum)"),),
            examples=("nesterov(0.95)", "nesterov(0.9, form = \"sum\")"))
-def nesterov(ctx: Ctx, x: Tensor, beta: Beta = 0.95, form: str = "ema") -> Tensor:
+def nesterov(ctx: Ctx, x: Tensor, beta: Beta = 0.95, form: Literal["ema", "sum"] = "ema") -> Tensor:
     """Muon-family Nesterov blend (algorithms.md §0).
 
     ``form="ema"`` (Keller Jordan): ``M ← β M + (1−β) x``, returns ``(1−β) x + β M``.
@@ -50,6 +52,23 @@ def _(ctx, x, beta, form):
     buf = beta * buf + (1 - beta) * x if form == "ema" else beta * buf + x
     ctx.set_state("momentum_buffer", buf)
     return (1 - beta) * x + beta * buf if form == "ema" else x + beta * buf
+
+
+@primitive(family="moments", state=(State("momentum_buffer"),),
+           examples=("ema_momentum(0.95)", "ema_momentum(0.9, nesterov = false)"))
+def ema_momentum(ctx: Ctx, x: Tensor, beta: Beta = 0.95, nesterov: bool = True) -> Tensor:
+    """EMA momentum as ``torch.optim.Muon``: ``M ← β M + (1−β) x``; returns ``(1−β) x + β M``
+    (nesterov) or ``M``."""
+    buf = torch.lerp(ctx.state("momentum_buffer", x), x, 1 - beta)
+    ctx.set_state("momentum_buffer", buf)
+    return torch.lerp(x, buf, beta) if nesterov else buf
+
+
+@ema_momentum.reference
+def _(ctx, x, beta, nesterov):
+    buf = beta * ctx.state("momentum_buffer", x) + (1 - beta) * x
+    ctx.set_state("momentum_buffer", buf)
+    return (1 - beta) * x + beta * buf if nesterov else buf
 
 
 @primitive(family="moments", state=(State("momentum_buffer"),),

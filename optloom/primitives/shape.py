@@ -50,12 +50,12 @@ def _(ctx, x, mode, split):
     return m
 
 
-ShapeKind = Literal["muon", "moonlight", "match_rms_adamw", "spectral", "none"]
+ShapeKind = Literal["muon", "original", "moonlight", "match_rms_adamw", "spectral", "none"]
 
 
 def shape_factor(kind: str, rows: int, cols: int, coeff: float = 0.2) -> float:
     """The factor multiplying an orthogonalized update of a ``rows × cols`` matrix (§0.2)."""
-    if kind == "muon":
+    if kind in ("muon", "original"):
         return math.sqrt(max(1.0, rows / cols))
     if kind in ("moonlight", "match_rms_adamw"):
         return coeff * math.sqrt(max(rows, cols))
@@ -69,7 +69,7 @@ def shape_factor(kind: str, rows: int, cols: int, coeff: float = 0.2) -> float:
 def scale_by_shape(ctx: Ctx, x: Tensor, kind: ShapeKind = "muon", coeff: Positive = 0.2) -> Tensor:
     """Shape-dependent scale of an ``m × n`` update (algorithms.md §0.2).
 
-    ``muon``: ``max(1, m/n)^½``; ``moonlight``/``match_rms_adamw``: ``coeff·max(m, n)^½``
+    ``muon``/``original``: ``max(1, m/n)^½``; ``moonlight``/``match_rms_adamw``: ``coeff·max(m, n)^½``
     (update RMS ≈ AdamW's); ``spectral``: ``(m/n)^½``; ``none``: 1.
     """
     rows, cols = ctx.mat_shape(x)
