@@ -64,10 +64,13 @@ def newton_schulz(ctx: Ctx, x: Tensor, steps: Steps = 5, coeffs: Coeffs = "muon"
         X = X.transpose(-2, -1)
     norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True)
     X = X / (norm * safety).clamp(min=eps)
-    for a, b, c in table:
-        A = X @ X.transpose(-2, -1)
-        B = b * A + c * (A @ A)
-        X = a * X + B @ X
+    lead = X.shape[:-2]
+    X = X.reshape(-1, *X.shape[-2:])
+    for a, b, c in table:  # fused multiply-adds, as torch.optim.Muon's addmm (one rounding each)
+        A = torch.bmm(X, X.transpose(-2, -1))
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
+        X = torch.baddbmm(X, B, X, beta=a)
+    X = X.reshape(*lead, *X.shape[-2:])
     if tall:
         X = X.transpose(-2, -1)
     return X.to(x.dtype)

@@ -1,0 +1,97 @@
+"""Lowering: one rule on one bucket layout -> a ``torch.fx.GraphModule``.
+
+The graph's inputs are the bucket's parameter values, gradients, step count (0-d), per-member
+ids, its state buffers and the runtime hyperparameters (0-d tensors); it returns the updated
+parameters and writes the new state into the state buffers in place (``copy_`` at the end).
+Structural hyperparameters are baked in. Tracing runs the interpreter under fake tensors
+(``make_fx``), so no real data is touched; then CSE and DCE run on the graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from ..primitives.context import Ctx
+from . import ir, passes
+from .interpret import run_rule
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """A state buffer discovered by running the rule once on fake tensors."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    init: Any  # the primitive's State declaration
+
+    def allocate(self, layout: str, device: torch.device, ids: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        like = torch.zeros(self.shape, dtype=self.dtype, device=device)
+        ctx = Ctx(layout=layout, param=like, step=step, states={}, ids=ids)  # type: ignore[arg-type]
+        return self.init.initial(ctx, like).to(device)
+
+
+@dataclass
+class BucketMeta:
+    layout: str  # flat | stacked
+    shape: tuple[int, ...]  # shape of the bucket's param buffer
+    dtype: torch.dtype
+    device: torch.device
+
+
+def discover_states(rule: ir.RuleIR, meta: BucketMeta, hypers: dict[str, Any]) -> list[StateSpec]:
+    """Which state buffers the rule needs on this layout, in first-use order."""
+    found: list[StateSpec] = []
+
+    def init_state(full: str, like: torch.Tensor, spec: Any) -> torch.Tensor:
+        value = spec.initial(ctx, like)
+        found.append(StateSpec(full, tuple(value.shape), value.dtype, spec))
+        return value
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        p = torch.zeros(meta.shape, dtype=meta.dtype, device=meta.device)
+        g = torch.zeros(meta.shape, dtype=meta.dtype, device=meta.device)
+        ctx = Ctx(layout=meta.layout, param=p, step=torch.ones((), dtype=torch.float64, device=meta.device),  # type: ignore[arg-type]
+                  states={}, init_state=init_state, ids=torch.zeros(meta.shape[0], dtype=torch.int64, device=meta.device))
+        run_rule(rule, ctx, g, _fake_hypers(hypers, meta.device))
+    return found
+
+
+def _fake_hypers(hypers: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: torch.tensor(float(v), dtype=torch.float64, device=device) if _is_runtime(v) else v
+            for k, v in hypers.items()}
+
+
+def _is_runtime(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) or (isinstance(v, float))
+
+
+def lower(rule: ir.RuleIR, meta: BucketMeta, states: list[StateSpec], structural: dict[str, Any],
+          runtime: list[str]) -> fx.GraphModule:
+    """Trace the rule into a GraphModule ``f(param, grad, step, ids, *states, *runtime) -> new_param``."""
+    names = [s.name for s in states]
+
+    def step_fn(param, grad, step, ids, *rest):
+        bufs = dict(zip(names, rest[: len(names)]))
+        hyp = dict(structural)
+        hyp.update(zip(runtime, rest[len(names):]))
+        ctx = Ctx(layout=meta.layout, param=param, step=step, states=dict(bufs), ids=ids)  # type: ignore[arg-type]
+        run_rule(rule, ctx, grad, hyp)
+        for name, buf in bufs.items():
+            if ctx.states[name] is not buf:
+                buf.copy_(ctx.states[name])
+        return ctx.param.to(param.dtype)
+
+    dev = meta.device
+    example = [torch.zeros(meta.shape, dtype=meta.dtype, device=dev), torch.zeros(meta.shape, dtype=meta.dtype, device=dev),
+               torch.ones((), dtype=torch.float64, device=dev), torch.zeros(meta.shape[0], dtype=torch.int64, device=dev)]
+    example += [torch.zeros(s.shape, dtype=s.dtype, device=dev) for s in states]
+    example += [torch.ones((), dtype=torch.float64, device=dev) for _ in runtime]
+    gm = make_fx(step_fn, tracing_mode="fake")(*example)
+    passes.optimize(gm)
+    return gm

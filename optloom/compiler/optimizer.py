@@ -1,0 +1,230 @@
+"""``SpecOptimizer``: a checked spec as an ordinary ``torch.optim.Optimizer``.
+
+Hyperparameters live in ``param_groups`` (so LR schedulers work; float ones are fed to the step
+graphs as 0-d tensors and never recompile), state entries carry the spec's state names and are
+views into per-bucket buffers, and ``state_dict`` records a format version and the spec's hash.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import torch
+
+from . import backends
+from .buckets import Bucket, bucket_key, scalar_dtype
+from .interpret import runtime_names, structural_names
+from .lower import lower
+from .program import Program
+from .selectors import ParamInfo
+from .state_io import StateDictMixin
+
+NONFINITE = ("raise", "skip", "ignore")
+
+
+class NonFiniteGradientError(FloatingPointError):
+    """A gradient held NaN or Inf; the step was not applied."""
+
+
+class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
+    def __init__(self, program: Program, params: Iterable[Any], backend: str = "eager",
+                 nonfinite: str = "raise", **hyperparams: Any):
+        if backend not in backends.BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
+        if nonfinite not in NONFINITE:
+            raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE)}, got {nonfinite!r}")
+        self.program = program
+        self.backend = backend
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
+        self._check_overrides(hyperparams, "")
+        self._routes: dict[torch.Tensor, Any] = {}
+        self._ids: dict[torch.Tensor, int] = {}
+        self._buckets: list[Bucket] | None = None
+        self._graphs: dict[tuple, Callable[..., torch.Tensor]] = {}
+        self._scalars: dict[tuple, torch.Tensor] = {}
+        self._scalar_values: dict[tuple, float] = {}
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        super().__init__(params, {**program.defaults(), **hyperparams})
+
+    # ---- construction ------------------------------------------------------------------------
+    def _check_overrides(self, values: dict[str, Any], where: str) -> None:
+        unknown = [k for k in values if k not in self.program.hyperparams]
+        if unknown:
+            raise TypeError(f"{where}unknown hyperparameter(s) {', '.join(map(repr, unknown))} for spec "
+                            f"'{self.program.name}'; it has: {', '.join(self.program.hyperparams)}")
+        self.program.validate_hyperparams(values, where)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        overrides = {k: v for k, v in param_group.items() if k not in ("params", "param_names")}
+        where = f"param group {len(self.param_groups)}: "
+        self._check_overrides(overrides, where)
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        index = len(self.param_groups) - 1
+        names = group.get("param_names") or [None] * len(group["params"])
+        hypers = {k: group[k] for k in self.program.hyperparams}
+        for name, p in zip(names, group["params"]):
+            info = ParamInfo(name, tuple(p.shape), index)
+            rule = self.program.route(info, hypers)
+            label = f"'{name}'" if name else f"#{len(self._ids)}"
+            if rule is None:
+                rules = ", ".join(f"{r.label}: {r.selector_text}" for r in self.program.rules)
+                raise ValueError(f"no rule of spec '{self.program.name}' takes parameter {label} "
+                                 f"(shape {tuple(p.shape)}); rules: {rules}")
+            self._routes[p] = rule
+            self._ids[p] = len(self._ids)
+        self._buckets = None
+
+    # ---- the step ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = self._plan()
+        if not work:
+            return loss
+        for b in work:
+            self._ensure_graph(b)
+        grads = [b.gather([self._grad(p) for p in b.params]) for b in work]
+        if self.nonfinite != "ignore" and not self._all_finite(grads):
+            if self.nonfinite == "skip":
+                self.skipped_steps += 1
+                return loss
+            raise NonFiniteGradientError(self._nonfinite_message(work))
+        runtime = [self._runtime(b) for b in work]  # validates changed values before anything runs
+        for b, g, rt in zip(work, grads, runtime):
+            b.step += 1
+            new = b.fn(b.gather(b.params), g, b.step, self._id_tensor(b), *(b.states[s.name] for s in b.specs), *rt)
+            torch._foreach_copy_(b.params, b.members(new))
+        return loss
+
+    def _grad(self, p: torch.Tensor) -> torch.Tensor:
+        g = p.grad
+        if g.is_sparse:
+            raise RuntimeError(f"spec '{self.program.name}' does not support sparse gradients "
+                               f"(parameter {self._name(p)})")
+        return g if g.dtype == p.dtype else g.to(p.dtype)
+
+    @staticmethod
+    def _all_finite(grads: list[torch.Tensor]) -> bool:
+        flags = torch.stack([torch.isfinite(g).all().to(grads[0].device) for g in grads])
+        return bool(flags.all())
+
+    def _nonfinite_message(self, work: list[Bucket]) -> str:
+        bad = [self._name(p) for b in work for p in b.params if not bool(torch.isfinite(p.grad).all())]
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        return (f"non-finite gradient (NaN or Inf) in {shown}; no parameter or state was changed. "
+                "Pass nonfinite='skip' to skip such steps and count them")
+
+    def _name(self, p: torch.Tensor) -> str:
+        for group in self.param_groups:
+            for i, q in enumerate(group["params"]):
+                if q is p:
+                    names = group.get("param_names")
+                    return f"'{names[i]}'" if names else f"#{self._ids[p]} (shape {tuple(p.shape)})"
+        return f"shape {tuple(p.shape)}"
+
+    # ---- buckets -----------------------------------------------------------------------------
+    def _plan(self) -> list[Bucket]:
+        """Buckets to run this step: split a bucket whose members only partly have gradients."""
+        if self._buckets is None:
+            self._buckets = []
+        work: list[Bucket] = []
+        kept: list[Bucket] = []
+        covered: set[int] = set()
+        for b in self._buckets:
+            flags = [p.grad is not None for p in b.params]
+            covered.update(id(p) for p in b.params)
+            if all(flags):
+                work.append(b)
+                kept.append(b)
+            elif any(flags):
+                active, rest = b.split(flags)
+                for nb in (active, rest):
+                    self._publish(nb)
+                work.append(active)
+                kept += [active, rest]
+            else:
+                kept.append(b)
+        fresh: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+        for gi, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                if p.grad is not None and id(p) not in covered:
+                    st = self.state.get(p, {})
+                    step = float(st["step"]) if "step" in st else 0.0
+                    fresh[bucket_key(self._routes[p], gi, p, step)].append(p)
+        for key, params in fresh.items():
+            b = self._new_bucket(key[0], params, key[-1])
+            work.append(b)
+            kept.append(b)
+        self._buckets = kept
+        return work
+
+    def _new_bucket(self, group: int, params: list[torch.Tensor], step: float) -> Bucket:
+        p0 = params[0]
+        rule = self._routes[p0]
+        b = Bucket(rule, group, params, [self._ids[p] for p in params],
+                   torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), rule.layout)
+        adopted = [dict(self.state.get(p, {})) for p in params]
+        b.materialize(self._hypers(b), adopted)
+        self._publish(b)
+        return b
+
+    def _publish(self, b: Bucket) -> None:
+        """Point ``self.state[p]`` at views of the bucket's buffers."""
+        views = {s.name: b.state_views(b.states[s.name], s) for s in b.specs}
+        for i, p in enumerate(b.params):
+            self.state[p] = {"step": b.step, **{name: v[i] for name, v in views.items()}}
+
+    def _hypers(self, b: Bucket) -> dict[str, Any]:
+        group = self.param_groups[b.group]
+        return {k: group[k] for k in self.program.hyperparams}
+
+    def _ensure_graph(self, b: Bucket) -> None:
+        group = self.param_groups[b.group]
+        structural = {n: _freeze(group[n]) for n in structural_names(b.rule, self.program.hyperparams)}
+        meta = b.meta
+        key = (b.rule.label, meta.layout, meta.shape, meta.dtype, str(meta.device),
+               tuple(sorted(structural.items())), tuple((s.name, s.shape, s.dtype) for s in b.specs))
+        if b.fn is not None and b.fn_key == key:
+            return
+        if key not in self._graphs:
+            self.program.validate_hyperparams(structural, f"param group {b.group}: ")
+            gm = lower(b.rule, meta, b.specs, structural, runtime_names(b.rule, self.program.hyperparams))
+            self._graphs[key] = backends.build(gm, self.backend)
+        b.fn, b.fn_key = self._graphs[key], key
+
+    def _runtime(self, b: Bucket) -> list[torch.Tensor]:
+        group = self.param_groups[b.group]
+        device = b.params[0].device
+        out = []
+        for name in runtime_names(b.rule, self.program.hyperparams):
+            value = group[name]
+            key = (b.group, name, str(device))
+            value = float(value)
+            t = self._scalars.get(key)
+            if t is None:
+                t = self._scalars[key] = torch.full((), value, dtype=scalar_dtype(device), device=device)
+                self._scalar_values[key] = value
+            elif self._scalar_values[key] != value:
+                self.program.validate_hyperparams({name: value}, f"param group {b.group}: ")
+                t.fill_(value)
+                self._scalar_values[key] = value
+            out.append(t)
+        return out
+
+    def _id_tensor(self, b: Bucket) -> torch.Tensor:
+        t = getattr(b, "_ids_t", None)
+        if t is None:
+            t = torch.tensor(b.ids, dtype=torch.int64, device=b.params[0].device)
+            b._ids_t = t  # type: ignore[attr-defined]
+        return t
+
+
+def _freeze(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
