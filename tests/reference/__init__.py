@@ -1,0 +1,22 @@
+"""Independent float64 reference oracles for the optimizers in /work/shared/algorithms.md.
+
+Shares no code with ``optloom``. Every class: ``Cls(params: list[(name, tensor)], **hyper)``,
+``.step(grads: dict[name, tensor])``, ``.params: dict[name, tensor]`` (float64 copies),
+``.state: dict[name, dict[str, tensor]]``. Hyper-parameters are plain attributes (set ``.lr`` etc.
+between steps for schedules). Random choices are explicit callables/arguments.
+"""
+from .adaptive import NAMO, NAMOD
+from .aro import ARO
+from .baseline import SGD, AdamW, Lion, Muon, Signum
+from .common import newton_schulz, ns_scalar_map, polar_svd, shape_scale
+from .frontier import FISMO, LANTON, DropMuon
+from .muon_family import ROOT, AuON, HybridAuON, LowRankMuon, PolarGrad
+from .spectral import SPECTRA, hard_spectral_clip, soft_spectral_clip
+from .subspace import DCTAdamW, FRUGALBlock, FRUGALProjected, Conda, Trion, dct_matrix
+
+__all__ = [
+    "SGD", "AdamW", "Lion", "Signum", "Muon", "AuON", "HybridAuON", "ROOT", "PolarGrad",
+    "LowRankMuon", "ARO", "NAMO", "NAMOD", "SPECTRA", "Conda", "FRUGALBlock", "FRUGALProjected",
+    "DCTAdamW", "Trion", "DropMuon", "FISMO", "LANTON", "newton_schulz", "ns_scalar_map",
+    "polar_svd", "shape_scale", "soft_spectral_clip", "hard_spectral_clip", "dct_matrix",
+]
