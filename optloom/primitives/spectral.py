@@ -1,0 +1,145 @@
+"""Spectral clipping (SPECTRA, arXiv 2603.14315; algorithms.md §8, §16.4).
+
+Soft clip ``H_c(X) = (I + XXᵀ/c²)^{−1/2} X`` maps each singular value ``σ ↦ σ/sqrt(1 + σ²/c²)``
+and keeps the singular vectors; the hard clip ``σ ↦ min(σ, c)`` (by SVD) is its conceptual target.
+Both accept any parameter: members with one dimension are vectors (their only singular value
+is ``‖g‖``), members with more than two dimensions are viewed as ``(shape[0], −1)`` matrices.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+
+from .context import Ctx
+from .registry import Positive, Tensor, primitive
+
+Iters = Annotated[int, Field(ge=1, le=100)]
+Dtype = Literal["bfloat16", "float32", "float64"]
+
+
+def _member_ndim(ctx: Ctx, x: Tensor) -> int:
+    return x.ndim - 1 if ctx.batched else x.ndim
+
+
+def _as_mats(ctx: Ctx, x: Tensor) -> Tensor:
+    """Members as matrices: ``(B, rows, −1)`` stacked or ``(rows, −1)`` single."""
+    if ctx.batched:
+        return x.reshape(x.shape[0], x.shape[1], -1) if x.ndim > 3 else x
+    return x.reshape(x.shape[0], -1) if x.ndim > 2 else x
+
+
+def _c(ctx: Ctx, c, like: Tensor):
+    """``c`` as a number or a tensor broadcastable against per-member matrices ``like``."""
+    if isinstance(c, torch.Tensor):
+        c = c.to(like.dtype)
+        if c.ndim == 1 and ctx.batched:
+            return c.reshape(-1, *([1] * (like.ndim - 1)))
+    return c
+
+
+def inv_sqrt_coupled_ns(A: Tensor, alpha: Tensor, iters: int) -> Tensor:
+    """``A^{−1/2}`` of SPD ``A`` (last two dims) by the coupled Newton–Schulz iteration.
+
+    ``Â = A/α`` (α ≥ λ_max, so eig(Â) ⊂ (0, 1]); ``Y₀ = Â, Z₀ = I``; repeat
+    ``T = ½(3I − ZY); Y ← YT; Z ← TZ``; then ``Z → Â^{−1/2}`` and ``A^{−1/2} ≈ Z/sqrt(α)``.
+    """
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    Y = A / alpha
+    Z = eye.expand_as(A)
+    for _ in range(iters):
+        T = 0.5 * (3.0 * eye - Z @ Y)
+        Y = Y @ T
+        Z = T @ Z
+    return Z / alpha.sqrt()
+
+
+@primitive(family="spectral", elementwise=False,
+           examples=("clip_spectral", "clip_spectral(0.5)", "clip_spectral(5.0, 10)",
+                     "clip_spectral(0.05, 20, dtype = \"float64\")"))
+def clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0, iters: Iters = 10,
+                  dtype: Dtype = "float32") -> Tensor:
+    """SPECTRA soft spectral clip ``H_c(X) = (I + XXᵀ/c²)^{−1/2} X`` (algorithms.md §8.1).
+
+    Each singular value ``σ ↦ σ / sqrt(1 + σ²/c²)`` (≈ σ for σ ≪ c, → c for σ ≫ c), singular
+    vectors unchanged. As ``clip_sigvals`` in mlolab/llm-spectral-clipping: wide orientation;
+    ``S = XXᵀ``; ``s = min(max_i Σ_j |S_ij|, ‖S‖_F)`` (Gershgorin / Frobenius bound on σ_max²,
+    per matrix); ``A = I + S/c²``, ``α = 1 + s/c²``; ``iters`` coupled Newton–Schulz steps give
+    ``A^{−1/2}``; output ``A^{−1/2} X``. Runs in ``dtype`` (SPECTRA's default is bfloat16).
+    Accuracy is limited by ``iters`` when ``σ_max/c`` is large: the smallest eigenvalue of
+    ``A/α`` is ``≈ c²/s`` and the iteration needs ≈ ``log₂(s/c²)/1.6`` steps to reach it.
+    Vectors (members with one dim): ``g / sqrt(1 + (‖g‖/c)²)`` if ``‖g‖ > c``, else ``g`` (as the
+    official code). Higher-dim members are clipped as ``(shape[0], −1)`` matrices.
+    """
+    work = getattr(torch, dtype)
+    if _member_ndim(ctx, x) <= 1:
+        v = x.to(work)
+        dims = ctx.reduce_dims(v)
+        norm = torch.linalg.vector_norm(v, dim=dims, keepdim=True)
+        cc = _c(ctx, c, v)
+        out = torch.where(norm > cc, v / torch.sqrt(1 + (norm / cc) ** 2), v)
+        return out.to(x.dtype)
+    X = _as_mats(ctx, x).to(work)
+    tall = X.shape[-2] > X.shape[-1]
+    if tall:
+        X = X.transpose(-2, -1)
+    S = X @ X.transpose(-2, -1)
+    gersh = S.abs().sum(dim=-1).amax(dim=-1, keepdim=True)[..., None]
+    fro = torch.linalg.vector_norm(S, dim=(-2, -1), keepdim=True)
+    s = torch.minimum(gersh, fro)
+    c2 = _c(ctx, c, X) ** 2
+    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+    out = inv_sqrt_coupled_ns(eye + S / c2, 1 + s / c2, iters) @ X
+    if tall:
+        out = out.transpose(-2, -1)
+    return out.reshape(x.shape).to(x.dtype)
+
+
+@clip_spectral.reference
+def _(ctx, x, c, iters, dtype):
+    if x.ndim <= 1:
+        n = float(x.norm())
+        return x / (1 + (n / c) ** 2) ** 0.5 if n > c else x
+    X = x.reshape(x.shape[0], -1).to(getattr(torch, dtype))
+    tall = X.shape[0] > X.shape[1]
+    X = X.T if tall else X
+    S = X @ X.T
+    s = min(float(S.abs().sum(1).max()), float(S.norm()))
+    I = torch.eye(S.shape[0], dtype=S.dtype)
+    alpha = 1 + s / c ** 2
+    Y, Z = (I + S / c ** 2) / alpha, I
+    for _ in range(iters):
+        T = (3 * I - Z @ Y) / 2
+        Y, Z = Y @ T, T @ Z
+    out = (Z / alpha ** 0.5) @ X
+    out = out.T if tall else out
+    return out.reshape(x.shape).to(x.dtype)
+
+
+@primitive(family="spectral", elementwise=False,
+           examples=("hard_clip_spectral", "hard_clip_spectral(0.5)", "hard_clip_spectral(3.0)"))
+def hard_clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0) -> Tensor:
+    """Hard spectral clip ``U diag(min(σ, c)) Vᵀ`` by SVD (SPECTRA's target, algorithms.md §8.1).
+
+    Float32 or better. Vectors: ``g · min(1, c/‖g‖)``. Higher-dim members as ``(shape[0], −1)``.
+    """
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if _member_ndim(ctx, x) <= 1:
+        v = x.to(work)
+        norm = torch.linalg.vector_norm(v, dim=ctx.reduce_dims(v), keepdim=True)
+        return (v * torch.clamp(_c(ctx, c, v) / norm.clamp(min=1e-30), max=1.0)).to(x.dtype)
+    X = _as_mats(ctx, x).to(work)
+    U, sv, Vh = torch.linalg.svd(X, full_matrices=False)
+    cc = _c(ctx, c, sv)
+    sv = torch.minimum(sv, cc if isinstance(cc, torch.Tensor) else torch.full_like(sv, cc))
+    return ((U * sv.unsqueeze(-2)) @ Vh).reshape(x.shape).to(x.dtype)
+
+
+@hard_clip_spectral.reference
+def _(ctx, x, c):
+    if x.ndim <= 1:
+        return x * min(1.0, c / float(x.norm()))
+    X = x.reshape(x.shape[0], -1)
+    U, sv, Vh = torch.linalg.svd(X, full_matrices=False)
+    return (U @ torch.diag(sv.clamp(max=c)) @ Vh).reshape(x.shape)
