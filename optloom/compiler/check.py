@@ -33,6 +33,7 @@ class RuleChecker:
         self.calls: list[ir.Call] = []
         self.labels: dict[str, ir.Call] = {}
         self.def_stack: list[str] = []
+        self.rejected: set[str] = set()  # hyperparameters whose declaration failed
 
     # ---- statements and blocks -----------------------------------------------------------------
     def block(self, block: A.Block, env: dict[str, ir.Node], track_unused: bool = True) -> ir.Node:
@@ -43,6 +44,7 @@ class RuleChecker:
                 if stmt.name in INPUTS or stmt.name in self.hypers:
                     self.rep.error(f"`let {stmt.name}` shadows {'an input' if stmt.name in INPUTS else 'a hyperparameter'}",
                                    stmt.span, "choose another name")
+                    continue
                 try:
                     node = self.expr(stmt.value, env, bind_name=stmt.name)
                 except _Abort:
@@ -136,6 +138,8 @@ class RuleChecker:
             self.used.add(e.id)
             h = self.hypers[e.id]
             return ir.Hyper(kind="structural" if h.structural else "runtime", name=e.id, span=e.span)
+        if e.id in self.rejected and not self.def_stack:
+            raise _Abort  # its declaration already has an error
         if lookup(e.id) is not None or e.id in self.defs:
             self.rep.error(f"'{e.id}' is a {'primitive' if lookup(e.id) else 'def'}, not a value", e.span,
                            f"use it as a stage (`x |> {e.id}`) or call it (`{e.id}(x)`)")
@@ -357,9 +361,14 @@ def _max_kind(nodes: list[ir.Node]) -> ir.Kind:
 
 # ---- optimizer-level checks ---------------------------------------------------------------------
 
-def check_hyperparams(rep: Reporter, params: list[A.Param]) -> dict[str, ir.HyperParam]:
+def check_hyperparams(rep: Reporter, params: list[A.Param], rejected: set[str] | None = None
+                      ) -> dict[str, ir.HyperParam]:
+    """Typed hyperparameters; the names of declarations with errors go to ``rejected``."""
     out: dict[str, ir.HyperParam] = {}
+    rejected = set() if rejected is None else rejected
     for p in params:
+        if p.name not in out:
+            rejected.add(p.name)  # removed again below once the declaration checks out
         if p.name in out:
             rep.error(f"hyperparameter '{p.name}' declared twice", p.span)
             continue
@@ -389,11 +398,20 @@ def check_hyperparams(rep: Reporter, params: list[A.Param]) -> dict[str, ir.Hype
             rep.error(f"hyperparameter '{p.name}': lists are not hyperparameters; use a tuple", p.default.span)
             continue
         out[p.name] = ir.HyperParam(p.name, typ, value, p.span)
+        rejected.discard(p.name)
     return out
 
 
+def _names_in(rule: A.Rule) -> set[str]:
+    """Every identifier mentioned in a rule (selector and body)."""
+    roots = [rule.body] + ([rule.selector] if rule.selector is not None else [])
+    return {n.id for r in roots for n in selectors._nodes(r) if isinstance(n, A.Name)} | \
+        {n.func for r in roots for n in selectors._nodes(r) if isinstance(n, A.Call)}
+
+
 def check_optimizer(rep: Reporter, opt: A.Optimizer, defs: dict[str, A.Def], source: str, file: str) -> ir.OptimizerIR:
-    hypers = check_hyperparams(rep, opt.params)
+    rejected: set[str] = set()
+    hypers = check_hyperparams(rep, opt.params, rejected)
     hyper_defaults = {k: h.default for k, h in hypers.items()}
     constraints: list[ir.Constraint] = []
     used: set[str] = set()
@@ -411,13 +429,20 @@ def check_optimizer(rep: Reporter, opt: A.Optimizer, defs: dict[str, A.Def], sou
                       "above it takes every parameter", rule.span, "move catch-all rules last")
         ndims = _check_selector(rep, rule, hypers, hyper_defaults, used)
         if ndims is None:
+            used.update(_names_in(rule))
             continue
         if rule.selector is None:
             catch_all = rule
         checker = RuleChecker(rep, hypers, defs, rule, ndims, constraints, used)
+        checker.rejected = rejected
+        n_errors = sum(d.severity == "error" for d in rep.diagnostics)
         try:
             result = checker.block(rule.body, {})
         except _Abort:
+            result = None
+        if result is None or sum(d.severity == "error" for d in rep.diagnostics) > n_errors:
+            used.update(_names_in(rule))  # the rule has errors: count what it mentions as used
+        if result is None:
             continue
         rir = _finish_rule(rep, rule, checker, result)
         if rir is not None:

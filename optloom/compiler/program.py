@@ -132,7 +132,8 @@ def check_source(source: str, file: str) -> list[Diagnostic]:
     rep = Reporter(source)
     _check_module_names(rep, loaded.module)
     if not loaded.module.optimizers and not loaded.module.defs:
-        rep.warning("spec defines no optimizer and no def", loaded.module.span.model_copy(update={"file": file}))
+        rep.error("no optimizer in this spec (and no def)", loaded.module.span.model_copy(update={"file": file}),
+                  "a spec holds `optimizer NAME(hyperparameters) { rules }`")
     for o in loaded.module.optimizers:
         check_optimizer(rep, o, loaded.defs, source, file)
     return rep.diagnostics

@@ -3,6 +3,8 @@ over deep trees), and every failure becomes a :class:`Diagnostic`, never a trace
 from __future__ import annotations
 
 import ast as _pyast
+import math
+import warnings
 from functools import lru_cache
 from importlib.resources import files
 
@@ -35,6 +37,19 @@ class _DepthError(Exception):
         self.span = span
 
 
+RESERVED = frozenset({"import", "def", "optimizer", "let", "state", "true", "false", "and", "or", "not"})
+
+
+class _ReservedError(Exception):
+    def __init__(self, span: Span, word: str):
+        self.span, self.word = span, word
+
+
+class _NumberError(Exception):
+    def __init__(self, span: Span, text: str):
+        self.span, self.text = span, text
+
+
 @v_args(meta=True)
 class _Build(Transformer_NonRecursive):
     def __init__(self, file: str):
@@ -44,6 +59,12 @@ class _Build(Transformer_NonRecursive):
     # -- helpers
     def s(self, meta) -> Span:
         return _span(self.file, meta)
+
+    def id(self, tok: Token) -> str:
+        """A declared or referenced identifier; reserved words are refused (the lexer is contextual)."""
+        if str(tok) in RESERVED:
+            raise _ReservedError(_span(self.file, tok), str(tok))
+        return str(tok)
 
     def _node(self, cls, meta, **kw):
         node = cls(span=self.s(meta), **kw)
@@ -68,28 +89,28 @@ class _Build(Transformer_NonRecursive):
 
     def param(self, meta, c):
         name, typ, default = c
-        return self._node(A.Param, meta, name=str(name), type=str(typ) if typ else None, default=default)
+        return self._node(A.Param, meta, name=self.id(name), type=self.id(typ) if typ else None, default=default)
 
     def def_expr(self, meta, c):
         name, params, body = c
         block = self._node(A.Block, meta, stmts=[], result=body)
-        return self._node(A.Def, meta, name=str(name), params=params or [], body=block)
+        return self._node(A.Def, meta, name=self.id(name), params=params or [], body=block)
 
     def def_block(self, meta, c):
         name, params, block = c
-        return self._node(A.Def, meta, name=str(name), params=params or [], body=block)
+        return self._node(A.Def, meta, name=self.id(name), params=params or [], body=block)
 
     def optimizer_decl(self, meta, c):
         name, params, *rules = c
-        return self._node(A.Optimizer, meta, name=str(name), params=params or [], rules=rules)
+        return self._node(A.Optimizer, meta, name=self.id(name), params=params or [], rules=rules)
 
     def rule_sel(self, meta, c):
         label, sel, body = c
-        return self._node(A.Rule, meta, label=str(label), selector=sel, body=body)
+        return self._node(A.Rule, meta, label=self.id(label), selector=sel, body=body)
 
     def rule_all(self, meta, c):
         label, body = c
-        return self._node(A.Rule, meta, label=str(label), selector=None, body=body)
+        return self._node(A.Rule, meta, label=self.id(label), selector=None, body=body)
 
     def sel_all(self, meta, c):
         return None
@@ -103,27 +124,27 @@ class _Build(Transformer_NonRecursive):
     block = stage_block = body
 
     def let_stmt(self, meta, c):
-        return self._node(A.Let, meta, name=str(c[0]), value=c[1])
+        return self._node(A.Let, meta, name=self.id(c[0]), value=c[1])
 
     def state_stmt(self, meta, c):
         name, dtype, init = c
-        return self._node(A.StateDecl, meta, name=str(name), dtype=str(dtype) if dtype else None, init=init)
+        return self._node(A.StateDecl, meta, name=self.id(name), dtype=self.id(dtype) if dtype else None, init=init)
 
     def assign_stmt(self, meta, c):
-        return self._node(A.Assign, meta, name=str(c[0]), value=c[2])
+        return self._node(A.Assign, meta, name=self.id(c[0]), value=c[2])
 
     # -- expressions
     def pipe(self, meta, c):
         return self._node(A.Pipe, meta, left=c[0], stage=c[1])
 
     def labeled_stage(self, meta, c):
-        return self._node(A.Stage, meta, label=str(c[0]), callee=c[1])
+        return self._node(A.Stage, meta, label=self.id(c[0]), callee=c[1])
 
     def plain_stage(self, meta, c):
         return self._node(A.Stage, meta, label=None, callee=c[0])
 
     def bare_name(self, meta, c):
-        return self._node(A.Name, meta, id=str(c[0]))
+        return self._node(A.Name, meta, id=self.id(c[0]))
 
     def or_op(self, meta, c):
         return self._node(A.BinOp, meta, op="or", left=c[0], right=c[1])
@@ -153,12 +174,16 @@ class _Build(Transformer_NonRecursive):
         return self._node(A.Index, meta, value=c[0], index=c[1])
 
     def attr(self, meta, c):
-        return self._node(A.Attr, meta, value=c[0], name=str(c[1]))
+        return self._node(A.Attr, meta, value=c[0], name=self.id(c[1]))
 
     def number(self, meta, c):
         text = str(c[0])
         is_int = not any(ch in text for ch in ".eE")
+        if is_int and len(text.lstrip("0")) > 19 or not is_int and not math.isfinite(float(text)):
+            raise _NumberError(self.s(meta), text)
         value = int(text) if is_int else float(text)
+        if is_int and value >= 2 ** 63:
+            raise _NumberError(self.s(meta), text)
         return self._node(A.Num, meta, value=value, is_int=is_int)
 
     def string(self, meta, c):
@@ -171,7 +196,7 @@ class _Build(Transformer_NonRecursive):
         return self._node(A.Bool, meta, value=False)
 
     def name(self, meta, c):
-        return self._node(A.Name, meta, id=str(c[0]))
+        return self._node(A.Name, meta, id=self.id(c[0]))
 
     def empty_tuple(self, meta, c):
         return self._node(A.TupleLit, meta, items=[])
@@ -186,7 +211,7 @@ class _Build(Transformer_NonRecursive):
         name, *args = c
         pos = [a for a in args if a is not None and not isinstance(a, A.KwArg)]
         kws = [a for a in args if isinstance(a, A.KwArg)]
-        node = self._node(A.Call, meta, func=str(name), args=pos, kwargs=kws)
+        node = self._node(A.Call, meta, func=self.id(name), args=pos, kwargs=kws)
         object.__setattr__(node, "func_span", _span(self.file, name))
         return node
 
@@ -194,14 +219,16 @@ class _Build(Transformer_NonRecursive):
         return c[0]
 
     def kw_arg(self, meta, c):
-        return self._node(A.KwArg, meta, name=str(c[0]), value=c[1])
+        return self._node(A.KwArg, meta, name=self.id(c[0]), value=c[1])
 
 
 def _unquote(tok: Token | str) -> str:
     text = str(tok)
     try:
-        value = _pyast.literal_eval(text)  # a string literal only: the token regex admits nothing else
-    except (ValueError, SyntaxError):
+        with warnings.catch_warnings():  # "\\q" is an invalid escape: kept as written, no warning
+            warnings.simplefilter("ignore")
+            value = _pyast.literal_eval(text)  # a string literal only: the token regex admits nothing else
+    except (ValueError, SyntaxError, MemoryError):
         value = text[1:-1]
     return value if isinstance(value, str) else text[1:-1]
 
@@ -242,6 +269,12 @@ def parse(source: str | bytes, file: str = "<spec>") -> A.Module:
     except _DepthError as e:
         rep.error(f"expression nested too deeply (more than {MAX_DEPTH} levels)", e.span,
                   "split it with `let` bindings or `def`s")
+    except _ReservedError as e:
+        rep.error(f"'{e.word}' is a reserved word and cannot be used as a name", e.span)
+    except _NumberError as e:
+        shown = e.text if len(e.text) <= 24 else e.text[:20] + "..."
+        rep.error(f"number {shown} is out of range", e.span,
+                  "integers must fit in 64 bits and floats must be finite")
     except lark.exceptions.UnexpectedCharacters as e:
         ch = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
         rep.error(f"unexpected character {ch!r}", Span(file=file, line=e.line, col=e.column,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 
 from . import ast as A
 
@@ -12,6 +13,7 @@ _PREC = {"pipe": 0, "or": 1, "and": 2, "not": 3, "cmp": 4, "~": 4, "+": 5, "-": 
          "*": 6, "/": 6, "@": 6, "neg": 7, "**": 8, "postfix": 9, "atom": 10}
 _CMP = {"==", "!=", "<", "<=", ">", ">="}
 INDENT = "  "
+MAX_WIDTH = 100
 
 
 def _prec(e: A.Node) -> int:
@@ -34,14 +36,39 @@ def _wrap(e: A.Node, min_prec: int, indent: str) -> str:
 
 
 def _num(v: float | int, is_int: bool) -> str:
+    """Ints as written; floats in the shorter of plain and scientific form (``1e-3``, ``0.95``)."""
     if is_int:
         return str(v)
     text = repr(float(v))
-    return text if any(c in text for c in ".eE") else text + ".0"
+    if "e" in text:  # 1e-08 -> 1e-8, 1e+16 -> 1e16
+        mant, exp = text.split("e")
+        text = f"{mant}e{int(exp)}"
+    elif "." not in text:
+        text += ".0"
+    digits, exp = Decimal(repr(float(v))).normalize().as_tuple()[1:]
+    if not digits or digits == (0,):
+        return text
+    sign = "-" if v < 0 else ""
+    point = exp + len(digits) - 1  # value = d.ddd * 10**point
+    rest = "".join(map(str, digits[1:]))
+    sci = f"{sign}{digits[0]}{'.' + rest if rest else ''}e{point}"
+    return sci if len(sci) < len(text) else text
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+    """A double-quoted literal; other control characters as ``\\xNN``."""
+    out = []
+    for ch in s:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def print_expr(e: A.Node, indent: str = "") -> str:
@@ -77,7 +104,10 @@ def print_expr(e: A.Node, indent: str = "") -> str:
     if isinstance(e, A.Index):
         return f"{_wrap(e.value, _PREC['postfix'], indent)}[{print_expr(e.index, indent)}]"
     if isinstance(e, A.Attr):
-        return f"{_wrap(e.value, _PREC['postfix'], indent)}.{e.name}"
+        value = _wrap(e.value, _PREC['postfix'], indent)
+        if isinstance(e.value, A.Num) and "." not in value and "e" not in value:
+            value = f"({value})"  # `1.T` would lex as the number `1.`
+        return f"{value}.{e.name}"
     if isinstance(e, A.Pipe):
         return f"{_wrap(e.left, _PREC['pipe'], indent)} |> {_stage(e.stage, indent)}"
     if isinstance(e, A.Block):
@@ -107,14 +137,18 @@ def _stmt(s: A.Node, indent: str) -> str:
     raise TypeError(type(s).__name__)
 
 
-def _params(params: list[A.Param]) -> str:
+def _params(params: list[A.Param], head: str = "") -> str:
+    """Parameters on one line, or one per line (trailing comma) when ``head(...) {`` gets too long."""
     out = []
     for p in params:
         text = p.name + (f": {p.type}" if p.type else "")
         if p.default is not None:
             text += f" = {print_expr(p.default)}"
         out.append(text)
-    return ", ".join(out)
+    one_line = ", ".join(out)
+    if len(head) + len(one_line) + 4 <= MAX_WIDTH or not out:
+        return one_line
+    return "\n" + "".join(f"{INDENT}{t},\n" for t in out)
 
 
 def _body(b: A.Block, indent: str) -> str:
@@ -142,7 +176,7 @@ def print_module(m: A.Module) -> str:
         if isinstance(item, A.Import):
             chunks.append(f"import {_str(item.path)}")
         elif isinstance(item, A.Def):
-            head = f"def {item.name}({_params(item.params)})"
+            head = f"def {item.name}({_params(item.params, f'def {item.name}(')})"
             if item.body.stmts:
                 chunks.append(f"{head} {{\n{_body(item.body, INDENT)}\n}}")
             else:
@@ -152,7 +186,7 @@ def print_module(m: A.Module) -> str:
             for r in item.rules:
                 sel = "" if r.selector is None else f": {print_expr(r.selector)}"
                 rules.append(f"{INDENT}{r.label}{sel} =>\n{_body(r.body, INDENT * 2)}")
-            chunks.append(f"optimizer {item.name}({_params(item.params)}) {{\n" + "\n".join(rules) + "\n}")
+            chunks.append(f"optimizer {item.name}({_params(item.params, f'optimizer {item.name}(')}) {{\n" + "\n".join(rules) + "\n}")
     return "\n\n".join(chunks) + "\n"
 
 

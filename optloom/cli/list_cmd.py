@@ -1,0 +1,41 @@
+"""``optloom list``: every registered primitive, grouped by family, with signature and summary."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("list", help="list the primitives a spec can use")
+    p.add_argument("--family", "-f", metavar="FAMILY", help="only this family (e.g. moments)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..primitives.docs import families, primitive_info
+    from ..primitives.registry import did_you_mean
+
+    fams = families()
+    if args.family:
+        if args.family not in fams:
+            hint = did_you_mean(args.family, list(fams))
+            print(f"error: no primitive family '{args.family}'" + (f"; {hint}" if hint else "")
+                  + f" (families: {', '.join(fams)})", file=sys.stderr)
+            return 1
+        fams = {args.family: fams[args.family]}
+    if args.json:
+        print(json.dumps([primitive_info(p) for prims in fams.values() for p in prims], indent=2, ensure_ascii=False))
+        return 0
+    for k, (fam, prims) in enumerate(fams.items()):
+        if k:
+            print()
+        print(f"{fam}:")
+        for p in prims:
+            tags = [t for t, on in (("stateful: " + ", ".join(s.name for s in p.state), p.stateful),
+                                    ("matrix", p.needs_matrix), ("writes param", p.writes_param)) if on]
+            print(f"  {p.signature_text()}" + (f"  [{'; '.join(tags)}]" if tags else ""))
+            if p.summary:
+                print(f"      {p.summary}")
+    return 0

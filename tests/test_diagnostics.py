@@ -1,0 +1,273 @@
+"""Table-driven bad specs: each asserts the diagnostic's message, line and column.
+
+Most specs are written in canonical layout by :func:`spec`, so positions are easy to read off:
+line 1 is the optimizer header ``optimizer o(`` (the first hyperparameter starts at column 13),
+line 2 the rule head, line 3 ``    grad``, and stage ``k`` (1-based) is on line ``3 + k`` as
+``      |> stage`` — the stage name starts at column 10 and its first argument at column
+``10 + len("name(")``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from optloom.compiler.program import check_source
+from optloom.dsl.diagnostics import SpecError
+from optloom.dsl.parser import parse
+
+
+def spec(*stages: str, hypers: str = "lr = 0.1", head: str = "all =>", apply: bool = True) -> str:
+    lines = [f"optimizer o({hypers}) {{", f"  {head}", "    grad"]
+    lines += [f"      |> {s}" for s in stages]
+    if apply:
+        lines.append("      |> apply(lr)")
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+@dataclass
+class Bad:
+    id: str
+    source: str
+    message: str
+    line: int
+    col: int
+    hint: str | None = None
+    severity: str = "error"
+
+
+H = "optimizer o(lr = 0.1) {\n"  # a one-line header; rules follow on line 2
+
+CASES = [
+    # ---- names, arity, arguments
+    Bad("unknown-primitive-did-you-mean", spec("newton_shulz(5)", head="m: ndim == 2 =>"),
+        "unknown primitive 'newton_shulz'", 4, 10, hint="did you mean 'newton_schulz'?"),
+    Bad("unknown-primitive", spec("frobnicate"), "unknown primitive 'frobnicate'", 4, 10),
+    Bad("wrong-arity", spec("ema(0.9, true, 3)"), "ema takes at most 2 argument(s) here, got 3", 4, 10,
+        hint="signature: ema(x, beta"),
+    Bad("unknown-kwarg", spec("ema(betta = 0.9)"), "ema has no argument 'betta'", 4, 14,
+        hint="did you mean 'beta'?"),
+    Bad("duplicate-kwarg", spec("ema(beta = 0.9, beta = 0.8)"), "argument 'beta' of ema given twice", 4, 26),
+    Bad("positional-and-kwarg", spec("ema(0.9, beta = 0.8)"), "argument 'beta' of ema given twice", 4, 19),
+    Bad("missing-tensor-input", spec("inner"), "inner needs a tensor input 'y'", 4, 10),
+    Bad("unknown-name-in-expr", spec("scale(lr * foo)"), "unknown name 'foo'", 4, 21),
+    Bad("unknown-attribute", H + "  all => grad.X |> apply(lr)\n}\n", "unknown attribute '.X'", 2, 10,
+        hint="only `.T`"),
+    Bad("primitive-as-value", spec("scale(sign)"), "'sign' is a primitive, not a value", 4, 16),
+    Bad("and-on-values", spec("scale(1 and 2)"), "`and` combines selector conditions", 4, 16),
+    # ---- ranges
+    Bad("beta-1.5", spec("ema(1.5)"), "ema: argument 'beta' must be < 1.0 (got 1.5)", 4, 14),
+    Bad("betas-tuple-item", spec("adam(betas = (0.9, 1.5))"), "must be < 1.0", 4, 23),
+    Bad("ns-steps-1e9", spec("newton_schulz(1000000000)", head="m: ndim == 2 =>"),
+        "argument 'steps' must be <= 100 (got 1000000000)", 4, 24),
+    Bad("ns-steps-folded", spec("newton_schulz(10 ** 9)", head="m: ndim == 2 =>"),
+        "argument 'steps' must be <= 100", 4, 24),
+    Bad("negative-eps", spec("adam(eps = -1e-8)"), "adam: argument 'eps' must be > 0.0", 4, 21),
+    Bad("negative-eps-hyper", spec("adam(eps = eps)", hypers="lr = 0.1, eps = -1e-8"),
+        "(hyperparameter 'eps' defaults to -1e-08)", 4, 21),
+    Bad("steps-hyper-default", spec("newton_schulz(steps)", hypers="lr = 0.1, steps: int = 1000",
+                                    head="m: ndim == 2 =>"),
+        "hyperparameter 'steps' defaults to 1000", 4, 24),
+    Bad("bad-literal-choice", spec('nesterov(form = "foo")'), "nesterov: argument 'form' must be one of", 4, 26),
+    Bad("tuple-index-range", spec("ema(betas[2])", hypers="lr = 0.1, betas = (0.9, 0.99)"),
+        "index 2 is out of range for a tuple of 2", 4, 20),
+    # ---- structural vs runtime
+    Bad("float-hyper-to-int", spec("newton_schulz(k)", hypers="lr = 0.1, k = 5.0", head="m: ndim == 2 =>"),
+        "argument 'steps' is structural (int), but gets the float hyperparameter 'k'", 4, 24,
+        hint="structural arguments are compile-time constants"),
+    Bad("runtime-expr-to-int", spec("newton_schulz(lr * 10)", head="m: ndim == 2 =>"),
+        "argument 'steps' is structural (int), but gets a runtime value", 4, 24),
+    # ---- matrix primitives and selectors
+    Bad("matrix-ndim-lt-2", spec("newton_schulz(5)", head="m: ndim >= 1 =>"),
+        "newton_schulz needs a matrix, but rule 'm' admits parameters with ndim=1", 4, 10,
+        hint="restrict the rule's selector"),
+    Bad("matrix-ndim-gt-2", spec("newton_schulz(5)", head="m: ndim >= 2 =>"),
+        "newton_schulz needs a matrix, but rule 'm' admits parameters with ndim=3", 4, 10,
+        hint="`|> as_matrix`"),
+    Bad("matrix-catch-all", spec("newton_schulz"), "rule 'all' admits parameters with ndim=0", 4, 10),
+    Bad("as-matrix-on-vectors", spec("as_matrix"), "as_matrix needs parameters with at least 2 dims", 4, 10),
+    Bad("unknown-selector-name", spec(head="m: ndmi == 2 =>"), "unknown name 'ndmi' in the selector of rule 'm'",
+        2, 6, hint="did you mean 'ndim'?"),
+    Bad("invalid-regex", spec(head='m: name ~ "(abc" =>'), "invalid regular expression", 2, 6),
+    Bad("contradictory-selector", spec(head="m: ndim >= 2 and ndim < 2 =>"),
+        "rule 'm' can never match: its selector is false for every parameter", 2, 6),
+    Bad("after-catch-all", H + "  a =>\n    grad |> apply(lr)\n  b: ndim == 2 =>\n    grad |> apply(lr)\n}\n",
+        "rule 'b' can never match: rule 'a' (line 2) above it takes every parameter", 4, 3,
+        hint="move catch-all rules last"),
+    Bad("duplicate-rule-label", H + "  a: ndim == 2 =>\n    grad |> apply(lr)\n  a =>\n    grad |> apply(lr)\n}\n",
+        "rule label 'a' used twice (first at line 2)", 4, 3),
+    Bad("duplicate-stage-label", spec("m: ema(0.9)", "m: ema(0.8)"), "stage label 'm' used twice in rule 'all'", 5, 10),
+    Bad("rule-without-apply", spec("ema(0.9)", apply=False), "rule 'all' never updates its parameters", 3, 5,
+        hint="apply(lr)"),
+    Bad("no-rules", "optimizer o(lr = 0.1) {\n}\n", "optimizer 'o' has no rules", 1, 1),
+    # ---- hyperparameters
+    Bad("duplicate-hyper", spec(hypers="lr = 0.1, lr = 0.2"), "hyperparameter 'lr' declared twice", 1, 23),
+    Bad("unknown-hyper-type", spec(hypers="lr: flaot = 0.1"), "unknown type 'flaot'", 1, 13,
+        hint="did you mean 'float'?"),
+    Bad("bad-default-type", spec(hypers="lr = 0.1, k: int = 0.5"), "hyperparameter 'k' is declared int but its "
+        "default is float", 1, 32),
+    Bad("non-constant-default", spec(hypers="lr = 0.1, k = grad"), "default of 'k': must be a constant", 1, 27),
+    Bad("missing-default", spec(hypers="lr"), "hyperparameter 'lr' needs a default value", 1, 13),
+    Bad("reserved-hyper", spec(hypers="lr = 0.1, ndim = 2"), "'ndim' is reserved", 1, 23),
+    Bad("let-shadows-hyper", H + "  all =>\n    let lr = 3\n    grad |> apply(0.1)\n}\n",
+        "`let lr` shadows a hyperparameter", 3, 5),
+    # ---- defs and module level
+    Bad("cyclic-defs", "def f(x) = x |> g\ndef g(x) = x |> f\n" + spec("f"), "def 'f' is recursive (f -> g -> f)",
+        2, 17),
+    Bad("self-recursive-def", "def f(x) = x |> f\n" + spec("f"), "def 'f' is recursive (f -> f)", 1, 17),
+    Bad("def-arity", "def f(x) = x |> sign\n" + spec("f(1, 2)"), "def 'f' takes 1 argument(s), got 3", 5, 10),
+    Bad("def-named-like-primitive", "def ema(x) = x\n" + spec(), "def 'ema' has the name of a primitive", 1, 1),
+    Bad("duplicate-optimizer", spec() + spec(), "'o' is defined twice (first at line 1)", 6, 1),
+    Bad("feedback-state", H + "  all =>\n    state R = 1\n    grad |> apply(lr)\n}\n",
+        "feedback state (`state`) is not supported yet", 3, 5),
+    Bad("state-assign", H + "  all =>\n    R <- grad\n    grad |> apply(lr)\n}\n",
+        "state assignment (`<-`) is not supported yet", 3, 5),
+    # ---- syntax
+    Bad("truncated", H + "  all => grad |>", "unexpected end of file", 2, 17),
+    Bad("truncated-header", "optimizer o(lr = ", "unexpected end of file", 1, 18),
+    Bad("unbalanced-open", H + "  all => grad |> ema(0.9 |> apply(lr)\n}\n", "unexpected '}'", 3, 1,
+        hint="')'"),
+    Bad("unbalanced-close", H + "  all => grad |> ema(0.9)) |> apply(lr)\n}\n", "unexpected ')'", 2, 26),
+    Bad("bad-character", H + "  all => grad |> ema(0.9) $ apply(lr)\n}\n", "unexpected character '$'", 2, 27),
+    Bad("bad-character-unicode", "optimizer o(lr = 0.1) { all => grad |> apply(lr) } λ\n",
+        "unexpected character 'λ'", 1, 52),
+    Bad("keyword-as-name", "optimizer let(lr = 0.1) {\n}\n", "'let' is a reserved word", 1, 11),
+    Bad("keyword-as-hyper", spec(hypers="lr = 0.1, true = 1"), "'true' is a reserved word", 1, 23),
+    Bad("empty-file", "", "no optimizer in this spec", 1, 1),
+    Bad("only-comments", "# nothing but a comment\n", "no optimizer in this spec", 1, 1),
+    Bad("nul-byte", "optimizer o(lr = 0.1) {\n\x00}\n", "NUL byte", 2, 1),
+    Bad("number-out-of-range", spec(hypers="lr = 1e999"), "number 1e999 is out of range", 1, 18),
+    Bad("int-out-of-range", spec(hypers="lr = 0.1, k = 99999999999999999999"), "is out of range", 1, 27),
+    # ---- warnings
+    Bad("unused-hyper", spec(hypers="lr = 0.1, wd = 0.1"), "hyperparameter 'wd' is never used", 1, 23,
+        severity="warning"),
+    Bad("unused-let", H + "  all =>\n    let m = grad |> ema(0.9)\n    grad |> apply(lr)\n}\n",
+        "binding 'm' is never used", 3, 5, severity="warning"),
+]
+
+
+def test_table_is_large_and_distinct():
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert len({c.source for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_spec(case: Bad):
+    diags = check_source(case.source, "bad.opt")
+    hits = [d for d in diags if case.message in d.message and d.severity == case.severity]
+    assert hits, f"expected {case.severity} containing {case.message!r}, got:\n" + \
+        "\n".join(f"{d.span.line}:{d.span.col} {d.severity}: {d.message}" for d in diags)
+    d = hits[0]
+    assert (d.span.line, d.span.col) == (case.line, case.col), d.render()
+    assert d.span.file == "bad.opt"
+    if case.hint is not None:
+        assert d.hint is not None and case.hint in d.hint
+    rendered = d.render()
+    assert rendered.startswith(f"bad.opt:{case.line}:{case.col}: {case.severity}: ")
+    if case.severity == "error":
+        assert any(x.severity == "error" for x in diags)
+    else:
+        assert not any(x.severity == "error" for x in diags), [x.message for x in diags]
+
+
+# ---- imports need files on disk ---------------------------------------------------------------
+
+def test_cyclic_import(tmp_path):
+    (tmp_path / "a.opt").write_text('import "b.opt"\n' + spec())
+    (tmp_path / "b.opt").write_text('import "a.opt"\ndef f(x) = x\n')
+    diags = check_source((tmp_path / "a.opt").read_text(), str(tmp_path / "a.opt"))
+    [d] = [d for d in diags if "cyclic import" in d.message]
+    assert "cyclic import (a.opt -> b.opt -> a.opt)" in d.message
+    assert d.span.file == str(tmp_path / "b.opt") and (d.span.line, d.span.col) == (1, 1)
+
+
+def test_self_import(tmp_path):
+    (tmp_path / "a.opt").write_text('import "a.opt"\n' + spec())
+    diags = check_source((tmp_path / "a.opt").read_text(), str(tmp_path / "a.opt"))
+    [d] = [d for d in diags if d.severity == "error"]
+    assert "cyclic import (a.opt -> a.opt)" in d.message and (d.span.line, d.span.col) == (1, 1)
+
+
+@pytest.mark.parametrize("target", ["../x.opt", "sub/../../x.opt", "ABS"])
+def test_import_outside_search_path(tmp_path, target):
+    (tmp_path / "x.opt").write_text("def f(x) = x\n")  # exists, but outside the importing folder
+    sub = tmp_path / "specs"
+    sub.mkdir()
+    (sub / "sub").mkdir()
+    if target == "ABS":
+        target = str(tmp_path / "x.opt")
+    text = f'import "{target}"\n' + spec()
+    diags = check_source(text, str(sub / "a.opt"))
+    [d] = [d for d in diags if d.severity == "error"]
+    assert f'cannot import "{target}"' in d.message and (d.span.line, d.span.col) == (1, 1)
+    assert "inside the spec search path" in (d.hint or "")
+
+
+def test_import_not_found(tmp_path):
+    text = 'def g(x) = x\nimport "nothere.opt"\n' + spec()
+    [d] = [d for d in check_source(text, str(tmp_path / "a.opt")) if d.severity == "error"]
+    assert 'cannot import "nothere.opt": not found on the spec search path' in d.message
+    assert (d.span.line, d.span.col) == (2, 1) and "search path:" in (d.hint or "")
+
+
+def test_errors_in_imported_file_point_into_it(tmp_path):
+    (tmp_path / "lib.opt").write_text("def f(x) =\n  x |>\n")
+    text = 'import "lib.opt"\n' + spec()
+    [d] = check_source(text, str(tmp_path / "a.opt"))
+    assert d.span.file == str(tmp_path / "lib.opt") and d.message == "unexpected end of file"
+    assert (d.span.line, d.span.col) == (3, 1)
+
+
+# ---- behaviour beyond single diagnostics ---------------------------------------------------------
+
+def test_several_errors_are_all_reported():
+    text = spec("ema(1.5)", "frobnicate", hypers="lr = 0.1, lr = 0.2") + \
+        "optimizer p(lr = 0.1) {\n  m: ndim >= 1 =>\n    grad |> newton_schulz |> apply(lr)\n}\n"
+    msgs = [(d.span.line, d.message) for d in check_source(text, "bad.opt") if d.severity == "error"]
+    assert (1, "hyperparameter 'lr' declared twice") in msgs
+    assert (4, "ema: argument 'beta' must be < 1.0 (got 1.5)") in msgs
+    assert (5, "unknown primitive 'frobnicate'") in msgs
+    assert any(line == 10 and "needs a matrix" in m for line, m in msgs)
+
+
+def test_no_unused_hyper_warning_when_the_using_rule_failed():
+    # `wd` is used by a rule that aborts on an unknown primitive: only the error is reported
+    text = spec("decay(wd)", "nope", hypers="lr = 0.1, wd = 0.1")
+    diags = check_source(text, "bad.opt")
+    assert [d.message for d in diags] == ["unknown primitive 'nope'"]
+
+
+def test_no_unused_hyper_warning_when_selector_failed():
+    text = spec(head="m: ndim == k and ndmi == 2 =>", hypers="lr = 0.1, k: int = 2")
+    diags = check_source(text, "bad.opt")
+    assert [d.severity for d in diags] == ["error"]
+
+
+def test_rejected_hyperparameter_does_not_cascade():
+    diags = check_source(spec(hypers="lr: flaot = 0.1"), "bad.opt")
+    assert [d.message for d in diags] == ["unknown type 'flaot'"]
+
+
+def test_parse_raises_spec_error_with_diagnostics():
+    with pytest.raises(SpecError) as info:
+        parse("optimizer o(lr = 0.1) {\n  all => grad |> ema(0.9))\n}\n", "x.opt")
+    [d] = info.value.diagnostics
+    assert (d.span.file, d.span.line, d.span.col) == ("x.opt", 2, 26)
+    assert "1 error(s)" in str(info.value)
+
+
+def test_render_shows_source_line_caret_and_hint():
+    [d] = check_source(spec("newton_shulz(5)", head="m: ndim == 2 =>"), "specs/bad.opt")
+    assert d.render() == (
+        "specs/bad.opt:4:10: error: unknown primitive 'newton_shulz'\n"
+        "          |> newton_shulz(5)\n"
+        "             ^^^^^^^^^^^^\n"
+        "hint: did you mean 'newton_schulz'?"
+    )
+
+
+def test_undecodable_bytes():
+    with pytest.raises(SpecError) as info:
+        parse(b"optimizer \xff\xfe", "x.opt")
+    assert "not UTF-8" in info.value.diagnostics[0].message
