@@ -88,6 +88,14 @@ def root_coeffs(m: int, n: int, table=None):
     return table.get((min(m, n), max(m, n)), MUON_COEFFS)
 
 
+def root_clip(N: torch.Tensor, q: float = 0.9):
+    """ε = quantile(|N|, q) + 1e-9 (linear interpolation, = the code's ``simple_quantile``);
+    returns (Bc, ε) with Bc = N − sign(N)·relu(|N| − ε) = clamp(N, −ε, ε) (§4.1 steps 2–3)."""
+    eps = torch.quantile(N.abs().flatten(), q) + 1e-9
+    outliers = torch.sign(N) * torch.relu(N.abs() - eps)
+    return N - outliers, eps
+
+
 class ROOT(ReferenceOptimizer):
     """ROOT (§4.1, example_train.py): B ← μB + G; N = G + μB (nesterov) else B; conv → (out,−1);
     ε = quantile(|N|, q=0.9, linear interpolation) + 1e-9; Bc = N − sign(N)·relu(|N| − ε)
@@ -105,9 +113,7 @@ class ROOT(ReferenceOptimizer):
         st["momentum_buffer"] = self.momentum * st.get("momentum_buffer", torch.zeros_like(G)) + G
         N = G + self.momentum * st["momentum_buffer"] if self.nesterov else st["momentum_buffer"]
         N = as_matrix(N)
-        eps = torch.quantile(N.abs().flatten(), self.quantile) + 1e-9
-        outliers = torch.sign(N) * torch.relu(N.abs() - eps)
-        Bc = N - outliers
+        Bc, _ = root_clip(N, self.quantile)
         m, n = N.shape
         U = newton_schulz(Bc, [root_coeffs(m, n, self.coeff_table)], self.root_steps,
                           safety=1.0, eps=1e-7, dtype=self.ns_dtype)
