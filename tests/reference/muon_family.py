@@ -24,7 +24,7 @@ def cosh_rms(X: torch.Tensor) -> torch.Tensor:
 class AuON(ReferenceOptimizer):
     """AuON (§3). ``version="v1"`` (paper v1 §3.1 = Auon_Adam_train.py):
         N = Nesterov-EMA(G); X = γN/(‖N‖_F + 1e-7) [γ = 1]; r = sqrt(mean cosh²(X));
-        U = X/(r + 1e-8); W ← W − lr·max(1, m/n)^½·U.
+        U = (N/(‖N‖_F + 1e-7))/(r + 1e-8) (γ only enters r); W ← W − lr·max(1, m/n)^½·U.
     ``version="head"`` (repo HEAD §3.2): W ← W(1 − lr·λ·wd_mul) first; X = γN/(‖N‖_F+1e-7)
         [γ = 1.5]; r as above; U = N/(r + 1e-8) (raw momentum!); W ← W − lr·U.
     The paper v1 has no weight decay; ``weight_decay`` (default 0) is applied first in both.
