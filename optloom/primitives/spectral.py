@@ -68,7 +68,10 @@ def clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0, iters: Iters = 10,
     per matrix); ``A = I + S/c²``, ``α = 1 + s/c²``; ``iters`` coupled Newton–Schulz steps give
     ``A^{−1/2}``; output ``A^{−1/2} X``. Runs in ``dtype`` (SPECTRA's default is bfloat16).
     Accuracy is limited by ``iters`` when ``σ_max/c`` is large: the smallest eigenvalue of
-    ``A/α`` is ``≈ c²/s`` and the iteration needs ≈ ``log₂(s/c²)/1.6`` steps to reach it.
+    ``A/α`` is ``λ ≈ c²/s``, which the iteration grows by ≈ 9/4 per step before it converges
+    quadratically, so it needs ≈ ``ln(1/λ)/ln(9/4) + 3`` steps: 10 suffice up to
+    ``σ_max/c ≈ 10`` (float64 error ~1e-11), ``σ_max/c = 100`` needs ≈ 15 (measured with 10:
+    9% relative Frobenius error; with 20: 1e-14; tests/test_prim_matrix.py).
     Vectors (members with one dim): ``g / sqrt(1 + (‖g‖/c)²)`` if ``‖g‖ > c``, else ``g`` (as the
     official code). Higher-dim members are clipped as ``(shape[0], −1)`` matrices.
     """
