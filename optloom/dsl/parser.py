@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast as _pyast
 import math
+import re
 import warnings
 from functools import lru_cache
 from importlib.resources import files
@@ -16,11 +17,12 @@ from .diagnostics import Reporter, Span, SpecError
 
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 200
+MAX_TOKENS = 100_000
 
 _TOKEN_NAMES = {
     "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'",
     "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "NAME": "a name", "NUMBER": "a number",
-    "STRING": "a string", "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/' or '@'",
+    "STRING": "a string", "COMP_OP": "a comparison", "ADD_OP": "'+'", "MUL_OP": "'*', '/' or '@'",
     "ASSIGN": "'<-'", "MINUS": "'-'", "STAR": "'*'", "TILDE": "'~'", "DOT": "'.'", "$END": "end of file",
 }
 
@@ -165,7 +167,7 @@ class _Build(Transformer_NonRecursive):
         return self._node(A.Match, meta, subject=c[0], pattern=_unquote(c[1]))
 
     def neg(self, meta, c):
-        return self._node(A.UnaryOp, meta, op="-", operand=c[0])
+        return self._node(A.UnaryOp, meta, op="-", operand=c[-1])
 
     def pow(self, meta, c):
         return self._node(A.BinOp, meta, op="**", left=c[0], right=c[1])
@@ -261,6 +263,8 @@ def parse(source: str | bytes, file: str = "<spec>") -> A.Module:
         line = source[: source.index("\x00")].count("\n") + 1
         rep.error("spec contains a NUL byte (binary data?)", Span(file=file, line=line, col=1, end_line=line, end_col=2))
         rep.raise_if_failed()
+    _prescan(source, file, rep)
+    rep.raise_if_failed()
     try:
         try:
             return _Build(file).transform(_parser().parse(source))
@@ -301,6 +305,29 @@ def parse(source: str | bytes, file: str = "<spec>") -> A.Module:
         rep.error("spec nested too deeply", Span(file=file))
     rep.raise_if_failed()
     raise AssertionError("unreachable")
+
+
+_STRINGS_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+_BRACKETS = re.compile(r"[()\[\]{}]")
+_TOKENS = re.compile(r"\w+|\S")
+
+
+def _prescan(source: str, file: str, rep: Reporter) -> None:
+    """Cheap guards before the LALR parser: bracket nesting and token count (parse time is bounded)."""
+    code = _STRINGS_COMMENTS.sub(lambda m: " " * len(m.group()), source)
+    depth = 0
+    for m in _BRACKETS.finditer(code):
+        depth += 1 if m.group() in "([{" else -1
+        if depth > MAX_DEPTH:
+            pos = m.start()
+            line, col = code.count("\n", 0, pos) + 1, pos - code.rfind("\n", 0, pos)
+            rep.error(f"brackets nested too deeply (more than {MAX_DEPTH} levels)",
+                      Span(file=file, line=line, col=col, end_line=line, end_col=col + 1),
+                      "split it with `let` bindings or `def`s")
+            return
+    n_tokens = _TOKENS.subn("", code)[1]
+    if n_tokens > MAX_TOKENS:
+        rep.error(f"spec is too long ({n_tokens} tokens; the limit is {MAX_TOKENS})", Span(file=file))
 
 
 def _describe(tok: Token) -> str:

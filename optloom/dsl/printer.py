@@ -36,7 +36,8 @@ def _wrap(e: A.Node, min_prec: int, indent: str) -> str:
 
 
 def _num(v: float | int, is_int: bool) -> str:
-    """Ints as written; floats in the shorter of plain and scientific form (``1e-3``, ``0.95``)."""
+    """Ints as written; floats plain (``0.95``, ``100.0``) or, below 0.01 and from 1e6 on, in scientific form
+    when that is shorter (``1e-3``, ``3e-4``, ``1e6``)."""
     if is_int:
         return str(v)
     text = repr(float(v))
@@ -52,7 +53,7 @@ def _num(v: float | int, is_int: bool) -> str:
     point = exp + len(digits) - 1  # value = d.ddd * 10**point
     rest = "".join(map(str, digits[1:]))
     sci = f"{sign}{digits[0]}{'.' + rest if rest else ''}e{point}"
-    return sci if len(sci) < len(text) else text
+    return sci if (point <= -3 or point >= 6) and len(sci) < len(text) else text
 
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
