@@ -14,5 +14,7 @@ def build(gm: fx.GraphModule, backend: str) -> Callable[..., torch.Tensor]:
     if backend == "eager":
         return gm
     if backend == "inductor":
-        return torch.compile(gm, backend="inductor", fullgraph=True, dynamic=False)
+        # emulate_precision_casts: round low-precision intermediates (bf16 Newton–Schulz) as eager does
+        return torch.compile(gm, backend="inductor", fullgraph=True, dynamic=False,
+                             options={"emulate_precision_casts": True})
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,38 @@
+# optloom — set up from nothing and run things. `make demo` is the main job; `make test` the tests.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+
+.PHONY: setup test test-fast demo check docs bench clean
+
+$(BIN)/optloom:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch on a machine without one pulls a multi-GB CUDA build
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev,train]"
+
+setup: $(BIN)/optloom
+
+test: setup
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"
+
+demo: setup
+	$(BIN)/optloom demo
+
+check: setup
+	$(BIN)/optloom check specs/*.opt
+	$(BIN)/optloom fmt --check specs/*.opt
+
+docs: setup
+	$(BIN)/python -m optloom.primitives.docs > docs/primitives.md
+
+bench: setup
+	$(BIN)/optloom bench adamw muon lion
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis runs
