@@ -56,6 +56,8 @@ class RuleChecker:
                 self.rep.error(f"{what} is not supported yet", stmt.span,
                                "it arrives with the frontier optimizers (ARO, FISMO)")
         result = self.expr(block.result, env)
+        if result.frames and track_unused:
+            result = self.leave_frames(result)
         if track_unused:
             reachable = {id(n) for n in ir.walk(result)}
             for name, (stmt, node) in lets.items():
@@ -177,7 +179,21 @@ class RuleChecker:
                 self.need_matrix(v, "`@`", v.span)
         kind = _max_kind([a, b])
         ndims = a.ndims if a.kind == "tensor" else b.ndims
-        return ir.Op(kind=kind, op=e.op, operands=[a, b], span=e.span, ndims=ndims)
+        return ir.Op(kind=kind, op=e.op, operands=[a, b], span=e.span, ndims=ndims, frames=self.same_frame([a, b], e.span))
+
+    def same_frame(self, values: list[ir.Node], span: Span) -> tuple[ir.Call, ...]:
+        framed = {v.frames for v in values if v.frames}
+        if len(framed) > 1:
+            self.rep.error("this combines values from different rotated frames", span,
+                           "close one frame before opening another (frames end at the first parameter-side stage)")
+            raise _Abort
+        return next(iter(framed), ())
+
+    def leave_frames(self, v: ir.Node) -> ir.Node:
+        """Map ``v`` back out of every frame it lives in (innermost first)."""
+        for frame in reversed(v.frames):
+            v = ir.Leave(kind=v.kind, span=v.span, ndims=v.ndims, frames=(), value=v, frame=frame)
+        return v
 
     # ---- calls ---------------------------------------------------------------------------------
     def call(self, c: A.Call, env: dict[str, ir.Node], piped: ir.Node | None, label: str | None,
@@ -226,6 +242,15 @@ class RuleChecker:
                 raise _Abort
             elif not (prim.lr_from_apply and name == "lr"):
                 node.args[name] = ir.Const(kind="const", value=arg.default)
+        if prim.reads_param and node.inputs and node.inputs[0].frames:
+            node.inputs[0] = self.leave_frames(node.inputs[0])  # frames end before the parameter
+        node.frames = self.same_frame(node.inputs, c.span)
+        if node.frames and any(not st.linear for st in prim.state):
+            self.rep.error(f"{prim.name} keeps non-linear state, which cannot live inside a rotated frame",
+                           c.func_span, f"move {prim.name} before the frame-opening stage")
+            raise _Abort
+        if prim.frame is not None:
+            node.frames = (*node.frames, node)
         first = node.inputs[0] if node.inputs else None
         node.ndims = first.ndims if first is not None else frozenset()
         if prim.name == "as_matrix":
@@ -498,7 +523,8 @@ def _finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.N
                 rep.error(f"{c.prim.name} cannot tell which lr to use: give `lr =`", c.span)  # type: ignore[union-attr]
                 return None
             c.args["lr"] = applies[0].args["lr"]
-    elementwise = all(c.prim.elementwise for c in calls) and not any(n.kind == "scalar" for n in nodes)  # type: ignore[union-attr]
+    elementwise = all(c.prim.elementwise for c in calls) and not any(n.kind == "scalar" for n in nodes) and \
+        not any(isinstance(n, ir.Op) and n.op in ("@", "transpose") for n in nodes)  # type: ignore[union-attr]
     states = [ir.StateInfo(full, c.prim.name, next(s.doc for s in c.prim.state if s.name == local))  # type: ignore[union-attr]
               for c in calls for local, full in c.state_names.items()]
     return ir.RuleIR(rule.label, rule.selector, result, states, "flat" if elementwise else "stacked",
