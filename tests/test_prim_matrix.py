@@ -382,3 +382,15 @@ optimizer rotated(lr = 0.01, norm_policy: str = "sinkhorn") {
 """
     errors = [d for d in check_source(src, "<spec>") if d.severity == "error"]
     assert not errors, [d.message for d in errors]
+
+
+def test_generated_polar_express_presets():
+    X = torch.randn(B, 8, 12, generator=torch.Generator().manual_seed(17), dtype=F64)
+    ids = torch.arange(B)
+    a = call("newton_schulz", X, layout="stacked", ids=ids, steps=5, coeffs="polar_express_5", dtype="float64")
+    b = call("newton_schulz", X, layout="stacked", ids=ids, steps=5, coeffs="polar_express", dtype="float64")
+    assert rel(a, b) < 1e-12  # the generator reproduces the table to ~1e-14
+    # 8 generated steps from ℓ₀ = 1e-3: any spectrum with σ_min ≥ 1e-3·‖X‖_F·1.02 lands at 1
+    Y, _, _ = known(8, 12, torch.logspace(0, -2.5, 8, dtype=F64), seed=3)
+    s = torch.linalg.svdvals(call("newton_schulz", Y, steps=8, coeffs="polar_express_8", dtype="float64"))
+    assert float((s - 1).abs().max()) < 1e-6
