@@ -84,7 +84,7 @@ def mutated(draw):
     return " ".join(toks) if draw(st.booleans()) else "\n".join(toks)
 
 
-@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_grammar_mutations(text):
     must_diagnose(text)

@@ -14,7 +14,7 @@ from optloom.dsl.comments import find_comments, format_source
 from optloom.dsl.parser import RESERVED, parse
 from optloom.dsl.printer import canonical_hash, print_expr, print_module
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ---- strategies: ASTs the parser can produce ---------------------------------------------------
 
@@ -99,12 +99,12 @@ def blocks(draw, depth: int = 3):
 params = st.builds(lambda n, t, d: A.Param(name=n, type=t, default=d), names, st.none() | names,
                    st.none() | exprs(2))
 rules = st.builds(lambda lab, sel, body: A.Rule(label=lab, selector=sel, body=body), names, st.none() | exprs(2),
-                  blocks(3))
+                  blocks(2))
 items = st.one_of(
     texts.map(lambda p: A.Import(path=p)),
-    st.builds(lambda n, ps, b: A.Def(name=n, params=ps, body=b), names, st.lists(params, max_size=3), blocks(3)),
+    st.builds(lambda n, ps, b: A.Def(name=n, params=ps, body=b), names, st.lists(params, max_size=3), blocks(2)),
     st.builds(lambda n, ps, rs: A.Optimizer(name=n, params=ps, rules=rs), names, st.lists(params, max_size=4),
-              st.lists(rules, max_size=3)),
+              st.lists(rules, max_size=2)),
 )
 modules = st.builds(lambda xs: A.Module(items=xs), st.lists(items, max_size=3))
 
@@ -184,7 +184,7 @@ def test_hash_ignores_layout_and_comments():
     assert len(canonical_hash(a)) == 16 and int(canonical_hash(a), 16) >= 0
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(modules)
 def test_hash_stable_under_reformatting_and_comments(m):
     text = print_module(m)
