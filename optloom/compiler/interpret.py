@@ -53,12 +53,20 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
         elif kb == "scalar" and ka == "tensor":
             b = ctx.bcast(b, a)
         return _BIN[node.op](a, b)
+    if isinstance(node, ir.Leave):
+        frame = node.frame
+        op = ctx.states[frame.state_names[frame.prim.frame.state]]  # type: ignore[union-attr]
+        return frame.prim.frame.leave(get(node.value), op)  # type: ignore[union-attr]
     if isinstance(node, ir.Call):
         prim = node.prim
         assert prim is not None
-        ctx.bind(node.state_names, {s.name: s for s in prim.state})
         fn = prim.ref if reference and prim.ref is not None else prim.fn
-        return fn(ctx, *(get(i) for i in node.inputs), **{k: get(v) for k, v in node.args.items()})
+        inputs = [get(i) for i in node.inputs]
+        args = {k: get(v) for k, v in node.args.items()}
+        ctx.bind(node.state_names, {s.name: s for s in prim.state})
+        if node.prim.state and [f for f in node.frames if f is not node]:
+            return _in_frames(node, ctx, fn, inputs, args)
+        return fn(ctx, *inputs, **args)
     raise TypeError(f"unknown IR node {type(node).__name__}")
 
 
@@ -72,3 +80,23 @@ def runtime_names(rule: ir.RuleIR, hyperparams: dict[str, ir.HyperParam]) -> lis
     """Hyperparameters a rule's graph takes as 0-d tensor inputs (changes never recompile)."""
     names = {n.name for n in ir.walk(rule.result) if isinstance(n, ir.Hyper)}
     return sorted(n for n in names if hyperparams[n].runtime)
+
+
+def _in_frames(node: ir.Call, ctx: Ctx, fn: Any, inputs: list[Any], args: dict[str, Any]) -> Any:
+    """Run a stateful stage inside rotated frames: its state lives in the parameter's frame, so it
+    is mapped into the current frame when read and back when written."""
+    frames = [f for f in node.frames if f is not node]
+    ops = [ctx.states[f.state_names[f.prim.frame.state]] for f in frames]  # type: ignore[union-attr]
+    full = {node.state_names[s.name] for s in node.prim.state}  # type: ignore[union-attr]
+    before = {k: ctx.states[k] for k in full if k in ctx.states}
+    for k, v in before.items():
+        for f, op in zip(frames, ops):
+            v = f.prim.frame.enter(v, op)  # type: ignore[union-attr]
+        ctx.states[k] = v
+    out = fn(ctx, *inputs, **args)
+    for k in full:
+        v = ctx.states[k]
+        for f, op in zip(reversed(frames), reversed(ops)):
+            v = f.prim.frame.leave(v, op)  # type: ignore[union-attr]
+        ctx.states[k] = v
+    return out

@@ -24,6 +24,7 @@ class Node:
     kind: Kind
     span: Span = field(default=NO_SPAN, repr=False)
     ndims: frozenset[int] = frozenset()
+    frames: tuple["Call", ...] = ()  # open frames (e.g. ARO's rotation) this value lives in
 
     def children(self) -> list["Node"]:
         return []
@@ -73,6 +74,17 @@ class Call(Node):
 
     def children(self) -> list[Node]:
         return [*self.inputs, *self.args.values()]
+
+
+@dataclass(eq=False)
+class Leave(Node):
+    """Map a value out of the frame opened by ``frame`` (a Call of a frame-opening primitive)."""
+
+    value: Node | None = None
+    frame: Call | None = None
+
+    def children(self) -> list[Node]:
+        return [self.value, self.frame]  # type: ignore[list-item]
 
 
 @dataclass

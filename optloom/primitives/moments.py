@@ -92,7 +92,7 @@ def _(ctx, x, beta, dampening, nesterov):
     return x + beta * buf if nesterov else buf
 
 
-@primitive(family="moments", state=(State("exp_avg"), State("exp_avg_sq")),
+@primitive(family="moments", state=(State("exp_avg"), State("exp_avg_sq", linear=False)),
            examples=("adam((0.9, 0.999), 1e-8)",))
 def adam(ctx: Ctx, x: Tensor, betas: tuple[Beta, Beta] = (0.9, 0.999), eps: Positive = 1e-8) -> Tensor:
     """Adam direction with bias-corrected moments (Kingma & Ba 2015, Alg. 1; as torch.optim.AdamW).

@@ -50,10 +50,24 @@ class State:
     init: Callable[[Any, Tensor], Tensor] | None = None
     dtype: str | None = None
     doc: str = ""
+    linear: bool = True  # transforms linearly with its input (first moments): may live in a rotated frame
 
     def initial(self, ctx: Any, x: Tensor) -> Tensor:
         value = torch.zeros_like(x) if self.init is None else self.init(ctx, x)
         return value.to(getattr(torch, self.dtype)) if self.dtype else value
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A primitive that opens a frame: its output is its input in another basis, the rest of the
+    pipeline runs there, and the compiler maps the result back with ``leave(y, op)`` before the
+    first parameter-side stage. ``op`` is the (new) value of the primitive's state ``state``.
+    Stateful stages inside the frame keep their (linear) state in the parameter's frame: they
+    read ``enter(S, op)`` and store ``leave(S', op)``."""
+
+    state: str
+    enter: Callable[[Tensor, Tensor], Tensor]
+    leave: Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,7 @@ class Primitive:
     lr_from_apply: bool = False
     ref: Callable[..., Any] | None = None
     examples: tuple[str, ...] = ()
+    frame: Frame | None = None
 
     def reference(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: register the per-parameter reference implementation."""

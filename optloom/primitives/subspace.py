@@ -18,7 +18,7 @@ from pydantic import Field
 from .context import Ctx
 from .normalizers import base_map_fn
 from .polar import compute_dtype, householder_q
-from .registry import State, Tensor, primitive
+from .registry import Frame, State, Tensor, primitive
 
 M32 = 0xFFFFFFFF
 GOLDEN = 0x9E3779B9
@@ -255,3 +255,7 @@ def _(ctx, x, policy, iters):
     ctx.set_state("rotation", R)
     Rd = R.to(x.dtype)
     return Rd.T @ x if x.shape[0] <= x.shape[1] else x @ Rd
+
+
+# the compiler maps the rest of the pipeline back out of the rotated frame (registry.Frame)
+rotate.frame = Frame(state="rotation", enter=frame_in, leave=frame_back)
