@@ -534,32 +534,3 @@ def _finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.N
     return ir.RuleIR(rule.label, rule.selector, result, states, "flat" if elementwise else "stacked",
                      sorted({c.prim.name for c in calls}), rule.span, dict(checker.labels))  # type: ignore[union-attr]
 
-
-# ---- defs on their own (a library file is checked even when nothing uses its defs) -------------
-
-def check_def_names(rep: Reporter, d: A.Def, defs: dict[str, A.Def]) -> None:
-    """Unknown stages/calls and unknown value names in a def body (inlining checks the rest)."""
-    local = Reporter(rep.source)
-    _def_names(local, d, defs)
-    rep.diagnostics.extend(sorted(local.diagnostics, key=lambda x: (x.span.line, x.span.col)))
-
-
-def _def_names(rep: Reporter, d: A.Def, defs: dict[str, A.Def]) -> None:
-    known = {p.name for p in d.params} | set(INPUTS) | {"_"} | \
-        {n.name for n in selectors._nodes(d.body) if isinstance(n, A.Let | A.StateDecl)}
-    prims = [p.name for p in all_primitives()] + list(defs)
-    for n in selectors._nodes(d.body):
-        if isinstance(n, A.Stage) and isinstance(n.callee, A.Name):
-            if lookup(n.callee.id) is None and n.callee.id not in defs:
-                rep.error(f"unknown primitive '{n.callee.id}'", n.callee.span, did_you_mean(n.callee.id, prims))
-        elif isinstance(n, A.Stage) and isinstance(n.callee, A.Call | A.Block):
-            continue  # the callee itself is visited as a node
-        elif isinstance(n, A.Call) and lookup(n.func) is None and n.func not in defs:
-            rep.error(f"unknown primitive '{n.func}'", n.func_span, did_you_mean(n.func, prims))
-        elif isinstance(n, A.Name) and n.id not in known and not _is_stage_name(n, d.body):
-            rep.error(f"unknown name '{n.id}' in def '{d.name}'", n.span,
-                      did_you_mean(n.id, sorted(known)) or "a def sees its parameters, its lets, grad and param")
-
-
-def _is_stage_name(name: A.Name, root: A.Node) -> bool:
-    return any(isinstance(n, A.Stage) and n.callee is name for n in selectors._nodes(root))

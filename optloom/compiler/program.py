@@ -11,6 +11,7 @@ from ..dsl.diagnostics import Diagnostic, Reporter, SpecError
 from ..dsl.printer import canonical_hash, print_module
 from . import ir
 from .check import check_optimizer
+from .defcheck import check_def_names
 from .loader import load, resolve_spec
 from .selectors import ParamInfo, evaluate, uses_name
 
@@ -134,9 +135,23 @@ def check_source(source: str, file: str) -> list[Diagnostic]:
     if not loaded.module.optimizers and not loaded.module.defs:
         rep.error("no optimizer in this spec (and no def)", loaded.module.span.model_copy(update={"file": file}),
                   "a spec holds `optimizer NAME(hyperparameters) { rules }`")
+    for d in loaded.module.defs:
+        check_def_names(rep, d, loaded.defs)
     for o in loaded.module.optimizers:
         check_optimizer(rep, o, loaded.defs, source, file)
-    return rep.diagnostics
+    return _dedupe(rep.diagnostics)
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """A def's error is found both on its own and where it is inlined: report it once."""
+    seen: set[tuple] = set()
+    out = []
+    for d in diags:
+        key = (d.severity, d.message, d.span)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
 
 
 def _check_module_names(rep: Reporter, m: A.Module) -> None:
