@@ -15,7 +15,7 @@ from . import ir, selectors
 from .consts import ConstError, const_value, type_of_value
 
 HYPER_TYPES = ("float", "int", "bool", "str", "tuple")
-INPUTS = ("grad", "param")
+INPUTS = ("grad", "param", "step")  # step: the 1-based step count, a runtime scalar
 
 
 class _Abort(Exception):
@@ -29,7 +29,8 @@ class RuleChecker:
                  rule: A.Rule, ndims: frozenset[int], constraints: list[ir.Constraint], used: set[str]):
         self.rep, self.hypers, self.defs, self.rule = rep, hypers, defs, rule
         self.constraints, self.used = constraints, used
-        self.inputs = {n: ir.Input(kind="tensor", name=n, ndims=ndims) for n in INPUTS}
+        self.inputs = {n: ir.Input(kind="runtime" if n == "step" else "tensor", name=n,
+                                   ndims=frozenset() if n == "step" else ndims) for n in INPUTS}
         self.calls: list[ir.Call] = []
         self.labels: dict[str, ir.Call] = {}
         self.def_stack: list[str] = []

@@ -29,7 +29,7 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
           reference: bool) -> Any:
     get = lambda n: values[id(n)]  # noqa: E731
     if isinstance(node, ir.Input):
-        return grad if node.name == "grad" else ctx.param
+        return {"grad": grad, "param": ctx.param, "step": ctx.step}[node.name]
     if isinstance(node, ir.Const):
         return node.value
     if isinstance(node, ir.Hyper):
