@@ -116,6 +116,9 @@ CASES = [
         2, 17),
     Bad("self-recursive-def", "def f(x) = x |> f\n" + spec("f"), "def 'f' is recursive (f -> f)", 1, 17),
     Bad("def-arity", "def f(x) = x |> sign\n" + spec("f(1, 2)"), "def 'f' takes 1 argument(s), got 3", 5, 10),
+    Bad("unused-def-unknown-primitive", "def f(x) = x |> sgin\n" + spec(), "unknown primitive 'sgin'", 1, 17,
+        hint="did you mean 'sign'?"),
+    Bad("def-sees-no-hyperparameters", "def f(x) = x * lr\n" + spec(), "unknown name 'lr' in def 'f'", 1, 16),
     Bad("def-named-like-primitive", "def ema(x) = x\n" + spec(), "def 'ema' has the name of a primitive", 1, 1),
     Bad("duplicate-optimizer", spec() + spec(), "'o' is defined twice (first at line 1)", 6, 1),
     Bad("feedback-state", H + "  all =>\n    state R = 1\n    grad |> apply(lr)\n}\n",
@@ -271,3 +274,15 @@ def test_undecodable_bytes():
     with pytest.raises(SpecError) as info:
         parse(b"optimizer \xff\xfe", "x.opt")
     assert "not UTF-8" in info.value.diagnostics[0].message
+
+
+def test_failed_let_does_not_cascade():
+    text = "optimizer o(lr = 0.1) {\n  all =>\n    let m = grad |> sgin\n    m |> apply(lr)\n}\n"
+    diags = check_source(text, "bad.opt")
+    assert [(d.span.line, d.span.col, d.message) for d in diags] == [(3, 21, "unknown primitive 'sgin'")]
+
+
+def test_def_error_reported_once_when_used():
+    text = "def f(x) = x |> sgin\n" + spec("f")
+    diags = check_source(text, "bad.opt")
+    assert [(d.span.line, d.span.col, d.message) for d in diags] == [(1, 17, "unknown primitive 'sgin'")]

@@ -14,6 +14,14 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except BrokenPipeError:  # `optloom list | head`
+        sys.stderr.close()
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..primitives.docs import families, primitive_info
     from ..primitives.registry import did_you_mean
 
