@@ -286,3 +286,24 @@ def test_def_error_reported_once_when_used():
     text = "def f(x) = x |> sgin\n" + spec("f")
     diags = check_source(text, "bad.opt")
     assert [(d.span.line, d.span.col, d.message) for d in diags] == [(1, 17, "unknown primitive 'sgin'")]
+
+
+def test_several_syntax_errors_are_all_reported():
+    text = (
+        "optimizer a(lr = 0.1) {\n"               # 1
+        "  all => grad |> ema(0.9)) |> apply(lr)\n"  # 2: stray ')' at col 26
+        "}\n"                                      # 3
+        "\n"                                       # 4
+        "optimizer b(lr = 0.1) {\n"               # 5
+        "  all => grad |> apply(lr) $\n"           # 6: '$' at col 28
+        "}\n"                                      # 7
+        "def f(x) = x |>\n"                        # 8: incomplete, next item starts on line 9
+        "optimizer c(lr = 0.1) {\n"               # 9
+        "  all => grad |> apply(lr)\n"             # 10
+        "}\n"                                      # 11
+    )
+    with pytest.raises(SpecError) as info:
+        parse(text, "m.opt")
+    got = [(d.span.line, d.span.col, d.message) for d in info.value.diagnostics]
+    assert got == [(2, 26, "unexpected ')'"), (6, 28, "unexpected character '$'"), (9, 1, "unexpected 'optimizer'")]
+    assert str(info.value).endswith("3 error(s)")

@@ -265,6 +265,39 @@ def parse(source: str | bytes, file: str = "<spec>") -> A.Module:
         rep.raise_if_failed()
     _prescan(source, file, rep)
     rep.raise_if_failed()
+    module = _parse_once(source, file, rep)
+    if module is not None:
+        return module
+    _later_errors(source, file, rep)
+    rep.raise_if_failed()
+    raise AssertionError("unreachable")
+
+
+_STRINGS_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+_BRACKETS = re.compile(r"[()\[\]{}]")
+_TOKENS = re.compile(r"\w+|\S")
+
+
+def _prescan(source: str, file: str, rep: Reporter) -> None:
+    """Cheap guards before the LALR parser: bracket nesting and token count (parse time is bounded)."""
+    code = _STRINGS_COMMENTS.sub(lambda m: " " * len(m.group()), source)
+    depth = 0
+    for m in _BRACKETS.finditer(code):
+        depth += 1 if m.group() in "([{" else -1
+        if depth > MAX_DEPTH:
+            pos = m.start()
+            line, col = code.count("\n", 0, pos) + 1, pos - code.rfind("\n", 0, pos)
+            rep.error(f"brackets nested too deeply (more than {MAX_DEPTH} levels)",
+                      Span(file=file, line=line, col=col, end_line=line, end_col=col + 1),
+                      "split it with `let` bindings or `def`s")
+            return
+    n_tokens = _TOKENS.subn("", code)[1]
+    if n_tokens > MAX_TOKENS:
+        rep.error(f"spec is too long ({n_tokens} tokens; the limit is {MAX_TOKENS})", Span(file=file))
+
+
+def _parse_once(source: str, file: str, rep: Reporter) -> A.Module | None:
+    """One LALR parse; on failure record the first error and return None."""
     try:
         try:
             return _Build(file).transform(_parser().parse(source))
@@ -303,31 +336,37 @@ def parse(source: str | bytes, file: str = "<spec>") -> A.Module:
                       _expected_hint(e.expected))
     except RecursionError:
         rep.error("spec nested too deeply", Span(file=file))
-    rep.raise_if_failed()
-    raise AssertionError("unreachable")
+    return None
 
 
-_STRINGS_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
-_BRACKETS = re.compile(r"[()\[\]{}]")
-_TOKENS = re.compile(r"\w+|\S")
+_ITEM_START = re.compile(r"^(optimizer|def|import)\b", re.M)
+MAX_SYNTAX_ERRORS = 20
 
 
-def _prescan(source: str, file: str, rep: Reporter) -> None:
-    """Cheap guards before the LALR parser: bracket nesting and token count (parse time is bounded)."""
-    code = _STRINGS_COMMENTS.sub(lambda m: " " * len(m.group()), source)
-    depth = 0
-    for m in _BRACKETS.finditer(code):
-        depth += 1 if m.group() in "([{" else -1
-        if depth > MAX_DEPTH:
-            pos = m.start()
-            line, col = code.count("\n", 0, pos) + 1, pos - code.rfind("\n", 0, pos)
-            rep.error(f"brackets nested too deeply (more than {MAX_DEPTH} levels)",
-                      Span(file=file, line=line, col=col, end_line=line, end_col=col + 1),
-                      "split it with `let` bindings or `def`s")
+def _later_errors(source: str, file: str, rep: Reporter) -> None:
+    """After a syntax error, parse each later top-level item (a line starting with ``optimizer``,
+    ``def`` or ``import``) on its own, so that every broken item is reported, not just the first."""
+    if not rep.diagnostics:
+        return
+    first_line = rep.diagnostics[0].span.line
+    starts = [source.count("\n", 0, m.start()) + 1 for m in _ITEM_START.finditer(source)]
+    lines = source.split("\n")
+    starts = [n for n in starts if n > first_line]
+    for k, start in enumerate(starts):
+        if len(rep.diagnostics) >= MAX_SYNTAX_ERRORS:
             return
-    n_tokens = _TOKENS.subn("", code)[1]
-    if n_tokens > MAX_TOKENS:
-        rep.error(f"spec is too long ({n_tokens} tokens; the limit is {MAX_TOKENS})", Span(file=file))
+        stop = starts[k + 1] if k + 1 < len(starts) else len(lines) + 1
+        chunk = "\n" * (start - 1) + "\n".join(lines[start - 1: stop - 1])
+        sub = Reporter(source)
+        if _parse_once(chunk, file, sub) is not None or not sub.diagnostics:
+            continue
+        d = sub.diagnostics[0]
+        if d.message == "unexpected end of file" and stop <= len(lines):
+            word = _ITEM_START.match(lines[stop - 1]).group(1)  # type: ignore[union-attr]
+            rep.error(f"unexpected '{word}'", Span(file=file, line=stop, col=1, end_line=stop, end_col=1 + len(word)),
+                      d.hint)
+        else:
+            rep.diagnostics.append(d)
 
 
 def _describe(tok: Token) -> str:
