@@ -307,3 +307,16 @@ def test_several_syntax_errors_are_all_reported():
     got = [(d.span.line, d.span.col, d.message) for d in info.value.diagnostics]
     assert got == [(2, 26, "unexpected ')'"), (6, 28, "unexpected character '$'"), (9, 1, "unexpected 'optimizer'")]
     assert str(info.value).endswith("3 error(s)")
+
+
+@pytest.mark.parametrize("target", ["a" * 5000 + ".opt", "x/" * 3000, "~/x.opt", "C:\\\\x.opt"])
+def test_unresolvable_import_paths_are_diagnostics(target):
+    text = f'import "{target}"\n' + spec()
+    [d] = check_source(text, "a.opt")
+    assert "cannot import" in d.message and (d.span.line, d.span.col) == (1, 1)
+
+
+@pytest.mark.parametrize("head", ["m: ndim > 6 =>", "m: len(shape) == 2 and shape[0] > 1 =>", "m: min(shape) >= 2 =>",
+                                  "m: prod(shape) > 10 and group == 0 =>", "m: numel - 1 - 1 > 2 * 2 =>"])
+def test_selectors_that_can_match_are_accepted(head):
+    assert check_source(spec(head=head) + "", "ok.opt") == []

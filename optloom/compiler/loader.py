@@ -111,8 +111,11 @@ def _find(rel: str, base: list[Path]) -> Path | None:
     if rel.startswith("/") or "\\" in rel:
         return None
     for root in search_path(base):
-        root = root.resolve()
-        cand = (root / rel).resolve()
-        if cand.is_file() and (cand == root or root in cand.parents):
-            return cand
+        try:
+            root = root.resolve()
+            cand = (root / rel).resolve()
+            if cand.is_file() and (cand == root or root in cand.parents):
+                return cand
+        except (OSError, ValueError):  # a name too long, a loop of links: not importable
+            continue
     return None

@@ -9,7 +9,7 @@ from typing import Any
 from ..dsl import ast as A
 
 SELECTOR_NAMES = ("ndim", "shape", "numel", "name", "group")
-NDIMS = range(0, 7)
+NDIMS = range(0, 65)  # every ndim torch supports: `ndim > 6` is a rule that can match
 UNKNOWN = object()
 
 
