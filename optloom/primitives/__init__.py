@@ -1,5 +1,5 @@
 """The primitive library. Importing this package registers every primitive."""
-from . import (apply, elementwise, moments, normalizers, ns_variants, orthogonalize, polar,  # noqa: F401
+from . import (adaptive, apply, elementwise, moments, normalizers, ns_variants, orthogonalize, polar,  # noqa: F401
                reductions, shape, spectral, subspace)
 from .context import Ctx
 from .registry import REGISTRY, Primitive, State, all_primitives, lookup, primitive
