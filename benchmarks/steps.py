@@ -1,0 +1,149 @@
+"""One (spec, parameter set) case: the optloom step against its baselines, interleaved, plus the
+floors (bandwidth and matmul) and memory of the optloom optimizer.
+
+Bandwidth floor. An elementwise step must at least read the parameter, the gradient and every
+state buffer once and write the parameter and every state buffer once:
+    bytes = P·(3·4) + 2·state_bytes           (fp32 parameters and gradients)
+which is 28 B/parameter for AdamW (read p, g, m, v; write p, m, v), 20 for Lion, Signum and SGD with
+momentum. floor = bytes / (best streaming bandwidth measured in the same run: copy, triad or
+in-place add). "fraction of bandwidth" = (bytes / median step time) / best bandwidth.
+
+Matmul floor. Newton–Schulz with k quintic steps on an r×l matrix (r = min, l = max dims) costs
+k·(4r²l + 2r³) FLOPs (X Xᵀ: 2r²l, A·A: 2r³, B·X: 2r²l), i.e. 20r²l + 10r³ for k = 5. Its fraction of
+peak = NS FLOPs / median step time / matmul peak of its dtype (bf16 for muon). The step also does
+elementwise work (momentum, update, AdamW for non-matrix params), so this is a lower bound on how
+close the Newton–Schulz itself runs to peak; "fraction of floor" combines both floors.
+"""
+from __future__ import annotations
+
+import gc
+import math
+from typing import Any
+
+import torch
+
+import optloom
+
+from . import baselines, memory
+from .paramsets import ParamSet
+from .timing import Candidate, interleave
+
+
+def ns_flops(program: Any, named) -> tuple[int, int]:
+    """(FLOPs of the spec's Newton–Schulz over these params, parameters that take it)."""
+    steps = int(program.defaults().get("ns_steps", 5))
+    hidden = baselines.ns_names(program, named)
+    flops = numel = 0
+    for name, p in named:
+        if name in hidden:
+            rows, cols = p.shape[0], math.prod(p.shape[1:])
+            r, l = min(rows, cols), max(rows, cols)
+            flops += steps * (4 * r * r * l + 2 * r ** 3)
+            numel += p.numel()
+    return flops, numel
+
+
+def floors(program: Any, ps: ParamSet, named, median_s: float, machine: dict | None) -> dict:
+    state_bytes = program.state_bytes(named)
+    numel = ps.numel
+    moved = numel * 12 + 2 * state_bytes
+    flops, ns_numel = ns_flops(program, named)
+    out: dict = {"bytes": moved, "bytes_per_param": moved / numel, "state_bytes": state_bytes,
+                 "effective_gbps": moved / median_s / 1e9, "ns_flops": flops, "ns_params": ns_numel,
+                 "ns_dtype": "bfloat16" if flops else None}
+    if machine:
+        bw = machine["bandwidth"]["best_gbps"] * 1e9
+        floor_s = moved / bw
+        out["bw_floor_ms"] = floor_s * 1e3
+        out["fraction_of_bandwidth"] = out["effective_gbps"] * 1e9 / bw
+        if flops:
+            peak = machine["matmul"]["peak_gflops"].get("bfloat16")
+            if peak:
+                out["ns_floor_ms"] = flops / (peak * 1e9) * 1e3
+                out["ns_fraction_of_peak"] = flops / median_s / (peak * 1e9)
+                floor_s += flops / (peak * 1e9)
+        out["floor_ms"] = floor_s * 1e3
+        out["fraction_of_floor"] = floor_s / median_s
+    return out
+
+
+def floor_seconds(program: Any, named, machine: dict | None) -> float | None:
+    """Bandwidth floor + Newton–Schulz matmul floor of one step (None without machine numbers)."""
+    if not machine:
+        return None
+    numel = sum(p.numel() for _, p in named)
+    out = (numel * 12 + 2 * program.state_bytes(named)) / (machine["bandwidth"]["best_gbps"] * 1e9)
+    flops, _ = ns_flops(program, named)
+    peak = machine["matmul"]["peak_gflops"].get("bfloat16")
+    if flops and peak:
+        out += flops / (peak * 1e9)
+    return out
+
+
+def plan_rounds(steps: int, warmup: int, round_s: float | None, budget_s: float | None):
+    """(steps, warmup, note, skip): fewer rounds when the floor estimate exceeds the case budget."""
+    if not round_s or not budget_s or round_s * (steps + warmup) <= budget_s:
+        return steps, warmup, None, False
+    w = min(warmup, 2)
+    n = max(3, int(budget_s / round_s) - w)
+    note = (f"rounds reduced from {warmup}+{steps} to {w}+{n}: the floor estimate is {round_s:.1f} s per "
+            f"round, over the case budget of {budget_s:.0f} s")
+    if round_s * (n + w) > 3 * budget_s:
+        return n, w, f"skipped: the floor estimate is {round_s:.1f} s per round, {n + w} rounds would exceed " \
+                     f"3x the case budget of {budget_s:.0f} s", True
+    return n, w, note, False
+
+
+def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps: int, warmup: int,
+             machine: dict | None, seed: int = 0, with_memory: bool = True, with_baselines: bool = True,
+             compiled_baselines: bool = True, budget_s: float | None = None) -> dict:
+    program = optloom.compile(spec)
+    make = lambda: ps.make(device, seed=seed)  # noqa: E731 - identical initial values per candidate
+    named = make()
+    opt = optloom.optimizer(spec, named, backend=backend)
+    cands = [Candidate(f"optloom {spec} ({backend})", opt.step, [p.grad for _, p in named], opt, True)]
+    if with_baselines:
+        for label, bopt, step in baselines.for_spec(program.name, named, program, make, compiled_baselines):
+            grads = [p.grad for g in _groups(bopt) for p in g["params"]]
+            cands.append(Candidate(label, step, grads, bopt))
+    floor_s = floor_seconds(program, named, machine)
+    steps, warmup, note, skip = plan_rounds(steps, warmup, floor_s and floor_s * len(cands), budget_s)
+    if skip:
+        return {"spec": spec, "params": ps.summary(), "backend": backend, "skipped": note}
+    interleave(cands, steps, warmup, device, seed)
+    stats = [c.stats() for c in cands]
+    ours = stats[0]["median_ms"]
+    for s in stats[1:]:
+        s["optloom_over_this"] = ours / s["median_ms"]
+    case: dict = {"spec": spec, "params": ps.summary(), "backend": backend, "candidates": stats,
+                  "rounds": {"warmup": warmup, "timed": steps}, "note": note,
+                  "buckets": len(opt._buckets or []),
+                  "floors": floors(program, ps, named, ours / 1e3, machine)}
+    if with_memory:
+        case["memory"] = _memory(program, named, cands, device)
+    del cands, opt, named
+    gc.collect()
+    return case
+
+
+def _groups(opt: Any) -> list[dict]:
+    if isinstance(opt, baselines._Pair):
+        return [g for o in (opt.muon, opt.aux) if o for g in o.param_groups]
+    return opt.param_groups
+
+
+def _memory(program: Any, named, cands: list[Candidate], device: torch.device) -> dict:
+    ours = cands[0].optimizer
+    persistent = memory.bucket_state_bytes(ours)
+    predicted = program.state_bytes(named)
+    out: dict = {"state_bytes": persistent, "predicted_state_bytes": predicted,
+                 "state_matches_prediction": persistent == predicted,
+                 "largest_bucket_param_bytes": memory.largest_bucket_bytes(ours), "peak": {}}
+    for c in cands:
+        if not c.is_optloom:
+            out.setdefault("baseline_state_bytes", {})[c.name] = memory.baseline_state_bytes(c.optimizer)
+        out["peak"][c.name] = memory.peak_extra(c.step, device)
+    peak = out["peak"][cands[0].name]["peak_extra_bytes"]
+    if peak is not None and out["largest_bucket_param_bytes"]:
+        out["peak_over_largest_bucket"] = peak / out["largest_bucket_param_bytes"]
+    return out
