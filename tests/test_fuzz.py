@@ -14,6 +14,7 @@ from optloom.compiler.loader import SHIPPED
 from optloom.compiler.program import check_source
 from optloom.dsl.diagnostics import Diagnostic, SpecError
 from optloom.dsl.parser import parse
+from optloom.primitives import all_primitives
 
 FUZZ = settings(max_examples=80, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 
@@ -144,4 +145,94 @@ def test_binary_junk(junk):
         text = junk.decode("utf-8")
     except UnicodeDecodeError:
         return
+    must_diagnose(text)
+
+
+# ---- checker fuzz: well-formed specs built from the real vocabulary (primitives, selectors,
+# hyperparameter declarations, values of every kind), so that the checker's paths are exercised
+
+PRIMS = sorted(p.name for p in all_primitives())
+HYPERS = ["lr", "beta", "betas", "eps", "k", "flag", "mode", "wd"]
+HYPER_DECLS = ["lr = 0.1", "beta = 0.9", "betas = (0.9, 0.99)", "eps = 1e-8", "k: int = 5", "flag: bool = true",
+               'mode: str = "muon"', "wd = -0.1", "k: int = 0", "beta: float = 2", "betas = (1.5,)", "eps: tuple = 1",
+               'mode: str = "polar_express"', "k: int = 1000"]
+SELECTORS = ["ndim == 2", "ndim >= 2", "ndim <= 1", "ndim == k", "numel > 10", 'name ~ "w"', "shape[0] > 2",
+             "group == 0", "flag", "not flag", "ndim == 4", "ndim > 2 and ndim < 2", "mode == \"muon\"", "*"]
+VALUES = ["0", "1", "5", "0.5", "1.5", "-1", "1e-8", "10 ** 9", "(0.9, 0.99)", "(1, 2, 3)", '"muon"', '"sum"',
+          "true", "[(3.4, -4.7, 2.0)]", "grad", "param", "step", "x", "_", "betas[0]", "betas[5]", "lr * 2",
+          "grad.T", "grad @ grad", "()", "[]"] + HYPERS
+
+
+@st.composite
+def value(draw, depth=2):
+    if depth == 0 or draw(st.booleans()):
+        return draw(st.sampled_from(VALUES))
+    kind = draw(st.sampled_from(["bin", "neg", "call", "pipe", "paren"]))
+    if kind == "bin":
+        return f"{draw(value(depth - 1))} {draw(st.sampled_from(['+', '-', '*', '/', '**', '@', '<', '==']))} {draw(value(depth - 1))}"
+    if kind == "neg":
+        return f"-{draw(value(depth - 1))}"
+    if kind == "call":
+        return draw(stage(depth - 1))
+    if kind == "pipe":
+        return f"{draw(value(depth - 1))} |> {draw(stage(depth - 1))}"
+    return f"({draw(value(depth - 1))})"
+
+
+@st.composite
+def stage(draw, depth=2):
+    name = draw(st.sampled_from(PRIMS + ["f", "g", "nope"]))
+    label = draw(st.sampled_from(["", "", "m: ", "a: "]))
+    if draw(st.booleans()):
+        return label + name
+    if draw(st.integers(0, 5)) == 0:
+        return label + "{ " + draw(value(depth)) + " }"
+    args = [draw(value(depth - 1)) for _ in range(draw(st.integers(0, 3)))]
+    args += [f"{draw(st.sampled_from(['beta', 'steps', 'coeffs', 'lr', 'eps', 'form', 'mode', 'x']))} = {draw(value(depth - 1))}"
+             for _ in range(draw(st.integers(0, 2)))]
+    return f"{label}{name}({', '.join(args)})"
+
+
+@st.composite
+def body(draw):
+    lines = []
+    for _ in range(draw(st.integers(0, 2))):
+        lines.append(f"let {draw(st.sampled_from(['m', 'v', 'u', 'lr', 'grad']))} = {draw(value())}")
+    head = draw(st.sampled_from(["grad", "m", "param", "u", ""]))
+    stages = [draw(stage()) for _ in range(draw(st.integers(1, 4)))]
+    if draw(st.integers(0, 3)):
+        stages.append(draw(st.sampled_from(["apply(lr)", "apply(beta)", "apply", "apply(k)"])))
+    pipe = " |> ".join(stages)
+    lines.append(f"{head} |> {pipe}" if head else pipe)
+    return "\n    ".join(lines)
+
+
+@st.composite
+def specs(draw):
+    defs = []
+    for name in draw(st.lists(st.sampled_from(["f", "g"]), max_size=2, unique=True)):
+        params = draw(st.sampled_from(["x", "x, s = 1.0", "x, k: int = 2", ""]))
+        defs.append(f"def {name}({params}) = {draw(value())}")
+    hypers = ", ".join(draw(st.lists(st.sampled_from(HYPER_DECLS), max_size=5)))
+    rules = []
+    for label in draw(st.lists(st.sampled_from(["a", "b", "c", "a"]), min_size=0, max_size=3)):
+        sel = draw(st.sampled_from(SELECTORS + [None]))
+        head = f"{label} =>" if sel is None else f"{label}: {sel} =>"
+        rules.append(f"  {head}\n    {draw(body())}")
+    return "\n".join(defs) + f"\noptimizer o({hypers}) {{\n" + "\n".join(rules) + "\n}\n"
+
+
+@settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(specs())
+def test_checker_on_vocabulary_specs(text):
+    diags = check_source(text, "vocab.opt")
+    assert isinstance(diags, list)
+    for d in diags:
+        d.render()
+
+
+@pytest.mark.parametrize("selector", ['-"M" > 1', '0 ~ ""', "len(5) > 1", "ndim ** 100000000 > 1",
+                                      '"a" * 1000000000000 == 1', "min() > 1", "shape[0] / 0 > 1 and ndim == 1"])
+def test_hostile_selectors(selector):
+    text = f"optimizer o(lr = 0.1) {{\n  m: {selector} => grad |> apply(lr)\n  r => grad |> apply(lr)\n}}\n"
     must_diagnose(text)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dsl import ast as A
+from .consts import _pow
 
 SELECTOR_NAMES = ("ndim", "shape", "numel", "name", "group")
 NDIMS = range(0, 65)  # every ndim torch supports: `ndim > 6` is a rule that can match
@@ -40,7 +41,7 @@ def evaluate(expr: A.Expr | None, info: ParamInfo, hypers: dict[str, Any]) -> bo
     if expr is None:
         return True
     env = {"ndim": info.ndim, "shape": info.shape, "numel": info.numel, "name": info.name, "group": info.group}
-    return bool(_eval(expr, env, hypers))
+    return bool(_safe_eval(expr, env, hypers))
 
 
 def uses_name(expr: A.Expr | None) -> bool:
@@ -56,9 +57,21 @@ def admitted_ndims(expr: A.Expr | None, hypers: dict[str, Any]) -> frozenset[int
     out = set()
     for d in NDIMS:
         env = {"ndim": d, "shape": UNKNOWN, "numel": UNKNOWN, "name": UNKNOWN, "group": UNKNOWN}
-        if _eval(expr, env, hypers) is not False:
+        if _safe_eval(expr, env, hypers) is not False:
             out.add(d)
     return frozenset(out)
+
+
+def _safe_eval(e: A.Expr, env: dict[str, Any], hypers: dict[str, Any]) -> Any:
+    """:func:`_eval`, with every evaluation failure turned into a :class:`SelectorError`."""
+    try:
+        return _eval(e, env, hypers)
+    except SelectorError:
+        raise
+    except (OverflowError, MemoryError):
+        raise SelectorError("cannot evaluate selector: a number is too large") from None
+    except (TypeError, ValueError, ArithmeticError, re.error) as err:
+        raise SelectorError(f"cannot evaluate selector: {err}") from None
 
 
 def _nodes(expr: A.Node):
@@ -141,9 +154,15 @@ def _eval(e: A.Expr, env: dict[str, Any], hypers: dict[str, Any]) -> Any:
                         "and/or/not, min/max/len/prod")
 
 
+def _num(v: Any) -> Any:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"arithmetic needs numbers, got {v!r}")
+    return v
+
+
 _BIN = {
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b, "**": lambda a, b: a ** b,
+    "+": lambda a, b: _num(a) + _num(b), "-": lambda a, b: _num(a) - _num(b), "*": lambda a, b: _num(a) * _num(b),
+    "/": lambda a, b: _num(a) / _num(b), "**": lambda a, b: _pow(_num(a), _num(b)),
 }

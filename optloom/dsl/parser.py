@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ast as _pyast
 import math
+import os
 import re
 import warnings
 from functools import lru_cache
 from importlib.resources import files
+from pathlib import Path
 
 import lark
 from lark import Token, Transformer_NonRecursive, v_args
@@ -242,7 +244,21 @@ def _grammar() -> str:
 
 @lru_cache(maxsize=None)
 def _parser() -> lark.Lark:
-    return lark.Lark(_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return lark.Lark(_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                     cache=_cache_file() or False)
+
+
+def _cache_file() -> str | None:
+    """LALR tables cached in the user's own cache folder (lark re-checks the grammar hash on load).
+    Not the shared temp folder: lark unpickles its cache, so only a private folder is safe."""
+    try:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "optloom"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if root.stat().st_uid != os.getuid():
+            return None
+        return str(root / f"grammar-lark{lark.__version__}.cache")
+    except (OSError, RuntimeError, KeyError, AttributeError):
+        return None
 
 
 def parse(source: str | bytes, file: str = "<spec>") -> A.Module:
