@@ -193,3 +193,12 @@ def test_parse_file_reports_unreadable(tmp_path):
         parse_file(str(tmp_path / "missing.opt"))
     assert "cannot read spec" in info.value.diagnostics[0].message
     assert Path(info.value.diagnostics[0].span.file).name == "missing.opt"
+
+
+def test_byte_order_mark_is_ignored():
+    from optloom.dsl.comments import format_source
+
+    text = "\ufeff# header\noptimizer o(lr = 0.1) {\n  all =>\n    grad |> apply(lr)\n}\n"
+    assert parse(text) == parse(text[1:]) == parse(text.encode())
+    assert check_source(text, "bom.opt") == []
+    assert format_source(text) == (text[1:], [])

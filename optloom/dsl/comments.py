@@ -54,6 +54,7 @@ def format_source(source: str, file: str = "<spec>", strip_comments: bool = Fals
     Returns ``(text, errors)``; ``errors`` lists comments the printer cannot place (empty when
     ``strip_comments``). Raises :class:`SpecError` when the source does not parse.
     """
+    source = source.removeprefix("\ufeff")  # as the parser does
     module = parse(source, file)
     items = list(module.items)
     comments = find_comments(source)

@@ -272,6 +272,9 @@ def parse(source: str | bytes, file: str = "<spec>") -> A.Module:
             rep.raise_if_failed()
         rep.source = source  # type: ignore[assignment]
     assert isinstance(source, str)
+    if source.startswith("\ufeff"):  # a UTF-8 byte-order mark (some editors write one) is not text
+        source = source[1:]
+        rep.source = source
     if len(source) > MAX_SOURCE_BYTES:
         rep.error(f"spec is too large ({len(source)} characters; the limit is {MAX_SOURCE_BYTES})", Span(file=file))
         rep.raise_if_failed()
