@@ -320,3 +320,13 @@ def test_unresolvable_import_paths_are_diagnostics(target):
                                   "m: prod(shape) > 10 and group == 0 =>", "m: numel - 1 - 1 > 2 * 2 =>"])
 def test_selectors_that_can_match_are_accepted(head):
     assert check_source(spec(head=head) + "", "ok.opt") == []
+
+
+def test_compile_reports_the_same_def_errors_once():
+    from optloom.compiler.program import compile
+
+    text = "def f(x) = x |> sgin\ndef g(x) = x |> sign\n" + spec("f")
+    with pytest.raises(SpecError) as info:
+        compile(text)
+    assert [(d.span.line, d.span.col, d.message) for d in info.value.diagnostics] == \
+        [(1, 17, "unknown primitive 'sgin'")]

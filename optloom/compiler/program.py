@@ -117,7 +117,10 @@ def compile(spec: str, name: str | None = None) -> Program:
     if not chosen:
         rep.error(f"no optimizer named '{name}' (found: {', '.join(o.name for o in opts)})", opts[0].span)
         rep.raise_if_failed()
+    for d in loaded.module.defs:
+        check_def_names(rep, d, loaded.defs)
     results = [check_optimizer(rep, o, loaded.defs, source, file) for o in opts]
+    rep.diagnostics = _dedupe(rep.diagnostics)
     rep.raise_if_failed()
     result = next(r for r in results if r.name == chosen[0].name)
     return Program(result, canonical_hash(loaded.module), print_module(loaded.module),
