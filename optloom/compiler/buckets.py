@@ -3,8 +3,14 @@
 A bucket holds parameters of one rule, param group, dtype and device that share a step count —
 and, for ``stacked`` rules (any non-elementwise primitive), one shape. Its state lives in one
 buffer per state name (``(N,)`` flat or ``(B, *shape)`` stacked); ``optimizer.state[p]`` holds
-views into those buffers, so ``state_dict()`` reads them directly. Parameters and gradients
-enter the graph gathered into the bucket layout; updated parameters are copied back.
+views into those buffers, so ``state_dict()`` reads them directly.
+
+The parameters themselves live in a bucket buffer too (``param_storage="bucket"``, the default):
+each ``p.data`` is re-pointed at a view of it, so the step graph updates them in place with no
+gather or scatter. If a parameter's data is replaced behind our back the bucket notices (data
+pointers are checked every step) and adopts it again. With ``param_storage="model"`` parameters
+stay where they are and are gathered and scattered around the graph each step. Gradients are
+always gathered (autograd allocates them) into a preallocated bucket buffer.
 """
 from __future__ import annotations
 
@@ -35,6 +41,9 @@ class Bucket:
     specs: list[StateSpec] = field(default_factory=list)
     fn: Callable[..., torch.Tensor] | None = None
     fn_key: tuple = ()
+    param_buf: torch.Tensor | None = None  # owned storage: params are views of it
+    grad_buf: torch.Tensor | None = None
+    _ptrs: list[int] = field(default_factory=list)
 
     @property
     def meta(self) -> BucketMeta:
@@ -49,6 +58,26 @@ class Bucket:
         if self.layout == "flat":
             return torch.cat([t.reshape(-1) for t in tensors]) if len(tensors) > 1 else tensors[0].reshape(-1)
         return torch.stack(tensors)
+
+    def own_params(self) -> None:
+        """Move the parameters into one bucket buffer and point each ``p.data`` at its view."""
+        self.param_buf = self.gather([p.detach() for p in self.params]).contiguous()
+        for p, view in zip(self.params, self.members(self.param_buf)):
+            p.data = view
+        self._ptrs = [p.data_ptr() for p in self.params]
+
+    def owns_params(self) -> bool:
+        return self.param_buf is not None and all(p.data_ptr() == q for p, q in zip(self.params, self._ptrs))
+
+    def gather_grads(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        """Gradients in the bucket layout, written into a buffer reused across steps."""
+        if self.grad_buf is None:
+            self.grad_buf = torch.empty(self.meta.shape, dtype=self.params[0].dtype, device=self.params[0].device)
+        if self.layout == "flat":
+            torch.cat([g.reshape(-1) for g in grads], out=self.grad_buf)
+        else:
+            torch.stack(grads, out=self.grad_buf)
+        return self.grad_buf
 
     def members(self, buf: torch.Tensor) -> list[torch.Tensor]:
         """Per-parameter views of a bucket-layout buffer."""
@@ -89,6 +118,8 @@ class Bucket:
             idx = [i for i, k in enumerate(keep) if k == flag]
             b = Bucket(self.rule, self.group, [self.params[i] for i in idx], [self.ids[i] for i in idx],
                        self.step.clone(), self.layout)
+            if self.param_buf is not None:
+                b.own_params()
             b.specs = self.specs
             for spec in self.specs:
                 views = self.state_views(self.states[spec.name], spec)

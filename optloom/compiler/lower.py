@@ -1,8 +1,8 @@
 """Lowering: one rule on one bucket layout -> a ``torch.fx.GraphModule``.
 
-The graph's inputs are the bucket's parameter values, gradients, step count (0-d), per-member
-ids, its state buffers and the runtime hyperparameters (0-d tensors); it returns the updated
-parameters and writes the new state into the state buffers in place (``copy_`` at the end).
+The graph's inputs are the bucket's parameter buffer, gradients, step count (0-d), per-member
+ids, its state buffers and the runtime hyperparameters (0-d tensors); it writes the new
+parameters and state into those buffers in place (``copy_`` at the end).
 Structural hyperparameters are baked in. Tracing runs the interpreter under fake tensors
 (``make_fx``), so no real data is touched; then CSE and DCE run on the graph.
 """
@@ -73,7 +73,8 @@ def _is_runtime(v: Any) -> bool:
 
 def lower(rule: ir.RuleIR, meta: BucketMeta, states: list[StateSpec], structural: dict[str, Any],
           runtime: list[str]) -> fx.GraphModule:
-    """Trace the rule into a GraphModule ``f(param, grad, step, ids, *states, *runtime) -> new_param``."""
+    """Trace the rule into a GraphModule ``f(param, grad, step, ids, *states, *runtime)`` that
+    updates ``param`` and the state buffers in place."""
     names = [s.name for s in states]
 
     def step_fn(param, grad, step, ids, *rest):
@@ -85,7 +86,7 @@ def lower(rule: ir.RuleIR, meta: BucketMeta, states: list[StateSpec], structural
         for name, buf in bufs.items():
             if ctx.states[name] is not buf:
                 buf.copy_(ctx.states[name])
-        return ctx.param.to(param.dtype)
+        param.copy_(ctx.param)
 
     dev = meta.device
     example = [torch.zeros(meta.shape, dtype=meta.dtype, device=dev), torch.zeros(meta.shape, dtype=meta.dtype, device=dev),

@@ -11,15 +11,16 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from . import backends
 from .buckets import Bucket, bucket_key, scalar_dtype
 from .interpret import runtime_names, structural_names
 from .lower import lower
 from .program import Program
+from .runner import BACKENDS, StepRunner
 from .selectors import ParamInfo
 from .state_io import StateDictMixin
 
 NONFINITE = ("raise", "skip", "ignore")
+PARAM_STORAGE = ("bucket", "model")
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -28,13 +29,17 @@ class NonFiniteGradientError(FloatingPointError):
 
 class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
     def __init__(self, program: Program, params: Iterable[Any], backend: str = "eager",
-                 nonfinite: str = "raise", **hyperparams: Any):
-        if backend not in backends.BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
+                 nonfinite: str = "raise", param_storage: str = "bucket", **hyperparams: Any):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if nonfinite not in NONFINITE:
             raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE)}, got {nonfinite!r}")
+        if param_storage not in PARAM_STORAGE:
+            raise ValueError(f"param_storage must be one of {', '.join(PARAM_STORAGE)}, got {param_storage!r}")
         self.program = program
         self.backend = backend
+        self.param_storage = param_storage
+        self._runner = StepRunner(backend)
         self.nonfinite = nonfinite
         self.skipped_steps = 0
         self._check_overrides(hyperparams, "")
@@ -90,17 +95,24 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             return loss
         for b in work:
             self._ensure_graph(b)
-        grads = [b.gather([self._grad(p) for p in b.params]) for b in work]
+        grads = [b.gather_grads([self._grad(p) for p in b.params]) for b in work]
         if self.nonfinite != "ignore" and not self._all_finite(grads):
             if self.nonfinite == "skip":
                 self.skipped_steps += 1
                 return loss
             raise NonFiniteGradientError(self._nonfinite_message(work))
         runtime = [self._runtime(b) for b in work]  # validates changed values before anything runs
+        inputs = []
         for b, g, rt in zip(work, grads, runtime):
+            if self.param_storage == "bucket" and not b.owns_params():
+                b.own_params()
             b.step += 1
-            new = b.fn(b.gather(b.params), g, b.step, self._id_tensor(b), *(b.states[s.name] for s in b.specs), *rt)
-            torch._foreach_copy_(b.params, b.members(new))
+            param = b.param_buf if self.param_storage == "bucket" else b.gather([p.detach() for p in b.params])
+            inputs.append([param, g, b.step, self._id_tensor(b), *(b.states[s.name] for s in b.specs), *rt])
+        self._runner.run(work, inputs)
+        if self.param_storage == "model":
+            for b, args in zip(work, inputs):
+                torch._foreach_copy_([p.detach() for p in b.params], b.members(args[0]))
         return loss
 
     def _grad(self, p: torch.Tensor) -> torch.Tensor:
@@ -172,6 +184,8 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
                    torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), rule.layout)
         adopted = [dict(self.state.get(p, {})) for p in params]
         b.materialize(self._hypers(b), adopted)
+        if self.param_storage == "bucket":
+            b.own_params()
         self._publish(b)
         return b
 
@@ -196,7 +210,7 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
         if key not in self._graphs:
             self.program.validate_hyperparams(structural, f"param group {b.group}: ")
             gm = lower(b.rule, meta, b.specs, structural, runtime_names(b.rule, self.program.hyperparams))
-            self._graphs[key] = backends.build(gm, self.backend)
+            self._graphs[key] = gm
         b.fn, b.fn_key = self._graphs[key], key
 
     def _runtime(self, b: Bucket) -> list[torch.Tensor]:
