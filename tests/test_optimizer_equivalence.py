@@ -63,7 +63,7 @@ def test_muon_matches_torch_muon(adjust_lr_fn):
     ps = [torch.randn(s) for s in shapes]
     qs = [p.clone() for p in ps]
     opt = optloom.optimizer("muon", [(f"layer{i}.weight", p) for i, p in enumerate(ps)], lr=0.02,
-                            weight_decay=0.1, adjust_lr_fn=adjust_lr_fn)
+                            weight_decay=0.1, adjust_lr_fn=adjust_lr_fn, ns_dtype="bfloat16")
     ref = torch.optim.Muon(qs[:3], lr=0.02, weight_decay=0.1, adjust_lr_fn=adjust_lr_fn)
     conv_view = qs[3].view(6, -1)  # torch.optim.Muon is 2-D only: the conv weight as (out, in*kh*kw)
     conv_ref = torch.optim.Muon([conv_view], lr=0.02, weight_decay=0.1, adjust_lr_fn=adjust_lr_fn)

@@ -503,7 +503,8 @@ def _check_selector(rep: Reporter, rule: A.Rule, hypers: dict[str, ir.HyperParam
                 rep.error(f"invalid regular expression: {err}", n.span)
                 return None
     try:
-        ndims = selectors.admitted_ndims(rule.selector, defaults)
+        # hyperparameters can be overridden per optimizer and per group: unknown to the static check
+        ndims = selectors.admitted_ndims(rule.selector, {k: selectors.UNKNOWN for k in defaults})
     except selectors.SelectorError as err:
         rep.error(f"{err} (rule '{rule.label}')", rule.selector.span)
         return None
