@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from typing import Callable
+
+import torch
 
 from ..dsl.diagnostics import SpecError
 
@@ -19,6 +22,8 @@ def add_common_args(p: argparse.ArgumentParser, default_task: str | None = None)
                    help="validation loss for the 'to target' column (default: the task's)")
     p.add_argument("--backend", choices=["eager", "inductor"], default="eager")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's; 1 is faster on a busy shared machine)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<timestamp>-<task>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -32,6 +37,10 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="hyperparameter override for every spec that has KEY; LABEL.KEY=VALUE for one spec")
     p.set_defaults(func=run)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def fail(msg: str, code: int = 2) -> int:
@@ -59,6 +68,9 @@ def run_experiment(args: argparse.Namespace, variants: list, title: str = "") ->
     from ..train.tasks import TaskError, get_task
 
     start = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    signal.signal(signal.SIGTERM, _terminate)  # a kill ends like Ctrl-C: results.json says so
     if args.steps is not None and args.steps < 1 or args.seeds < 1:
         return fail("--steps and --seeds must be at least 1")
     try:

@@ -70,7 +70,7 @@ def format_table(rows: list[dict[str, Any]], seeds: int) -> str:
         body.append([r["label"], _pm(r["final_val"], r["final_val_std"], seeds),
                      _pm(r["best_val"], r["best_val_std"], seeds), tt,
                      "—" if r["ms_per_step"] is None else f"{r['ms_per_step']:.2f}",
-                     "—" if r["state_mb"] is None else f"{r['state_mb']:.2f}", r["status"]])
+                     "—" if r["state_mb"] is None else f"{r['state_mb']:.3g}", r["status"]])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     out = [line(head), line(["-" * w for w in widths]), *(line(b) for b in body)]

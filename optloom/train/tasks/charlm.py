@@ -108,7 +108,7 @@ class CharLM(Task):
     steps = 300
     eval_every = 25
     target = 2.0
-    d, layers, heads, context, batch = 128, 4, 4, 128, 32
+    d, layers, heads, context, batch = 128, 4, 4, 128, 16
     val_windows = 128
 
     def prepare(self) -> None:
