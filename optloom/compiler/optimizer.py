@@ -21,6 +21,9 @@ from .state_io import StateDictMixin
 
 NONFINITE = ("raise", "skip", "ignore")
 PARAM_STORAGE = ("bucket", "model")
+# Lowered graphs are pure functions of (spec, rule, layout, shapes, dtypes, structural values):
+# shared by every optimizer in the process, so a second optimizer of the same spec traces nothing.
+_GRAPHS: dict[tuple, Callable[..., None]] = {}
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -46,7 +49,6 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
         self._routes: dict[torch.Tensor, Any] = {}
         self._ids: dict[torch.Tensor, int] = {}
         self._buckets: list[Bucket] | None = None
-        self._graphs: dict[tuple, Callable[..., torch.Tensor]] = {}
         self._scalars: dict[tuple, torch.Tensor] = {}
         self._scalar_values: dict[tuple, float] = {}
         params = list(params)
@@ -203,15 +205,15 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
         group = self.param_groups[b.group]
         structural = {n: _freeze(group[n]) for n in structural_names(b.rule, self.program.hyperparams)}
         meta = b.meta
-        key = (b.rule.label, meta.layout, meta.shape, meta.dtype, str(meta.device),
+        key = (self.program.hash, self.program.name, b.rule.label, meta.layout, meta.shape, meta.dtype, str(meta.device),
                tuple(sorted(structural.items())), tuple((s.name, s.shape, s.dtype) for s in b.specs))
         if b.fn is not None and b.fn_key == key:
             return
-        if key not in self._graphs:
+        if key not in _GRAPHS:
             self.program.validate_hyperparams(structural, f"param group {b.group}: ")
             gm = lower(b.rule, meta, b.specs, structural, runtime_names(b.rule, self.program.hyperparams))
-            self._graphs[key] = gm
-        b.fn, b.fn_key = self._graphs[key], key
+            _GRAPHS[key] = gm
+        b.fn, b.fn_key = _GRAPHS[key], key
 
     def _runtime(self, b: Bucket) -> list[torch.Tensor]:
         group = self.param_groups[b.group]

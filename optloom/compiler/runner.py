@@ -10,16 +10,21 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
+import torch.fx as fx
 
 from .buckets import Bucket
 
 BACKENDS = ("eager", "inductor")
 
 
+# compiled whole steps, keyed by their buckets' graph keys: shared across optimizers (Dynamo's
+# guards check the input tensors' shapes and dtypes, not their identity)
+_COMPILED: dict[tuple, Callable[..., None]] = {}
+
+
 class StepRunner:
     def __init__(self, backend: str):
         self.backend = backend
-        self._compiled: dict[tuple, Callable[..., None]] = {}
 
     def run(self, work: Sequence[Bucket], inputs: list[list[Any]]) -> None:
         """``inputs[i]`` are bucket ``i``'s graph inputs (param, grad, step, ids, states..., runtime...)."""
@@ -27,23 +32,24 @@ class StepRunner:
             for b, args in zip(work, inputs):
                 b.fn(*args)  # type: ignore[misc]
             return
-        key = tuple((id(b), b.fn_key) for b in work)
-        fn = self._compiled.get(key)
+        key = tuple(b.fn_key for b in work)
+        fn = _COMPILED.get(key)
         if fn is None:
-            fn = self._compiled[key] = _whole_step([b.fn for b in work], [len(a) for a in inputs])  # type: ignore[misc]
+            fn = _COMPILED[key] = _whole_step([b.fn for b in work], [len(a) for a in inputs])  # type: ignore[misc]
         fn(*(t for args in inputs for t in args))
-
-    def clear(self) -> None:
-        self._compiled.clear()
 
 
 def _whole_step(graphs: list[Callable[..., None]], counts: list[int]) -> Callable[..., None]:
-    def whole_step(*flat: torch.Tensor) -> None:
-        i = 0
-        for gm, n in zip(graphs, counts):
-            gm(*flat[i: i + n])
-            i += n
-
+    """One GraphModule calling every bucket's graph. (A GraphModule, not a Python closure: each
+    gets its own code object, so Dynamo keeps one cache entry per step program.)"""
+    root = torch.nn.Module()
+    graph = fx.Graph()
+    for i, (gm, n) in enumerate(zip(graphs, counts)):
+        root.add_module(f"bucket{i}", gm)  # type: ignore[arg-type]
+        args = [graph.placeholder(f"b{i}_{j}") for j in range(n)]
+        graph.call_module(f"bucket{i}", tuple(args))
+    graph.output(None)
+    whole_step = fx.GraphModule(root, graph)
     # emulate_precision_casts: round low-precision intermediates (bf16 Newton–Schulz) as eager does
     return torch.compile(whole_step, backend="inductor", fullgraph=True, dynamic=False,
                          options={"emulate_precision_casts": True})
