@@ -264,9 +264,15 @@ class RuleChecker:
                                f"admits ndim={bad[0]}", c.func_span, "restrict the rule's selector (e.g. `ndim >= 2`)")
             node.ndims = frozenset({2})
         if prim.needs_matrix and first is not None:
+            if first.kind != "tensor":
+                self.rep.error(f"{prim.name} needs a matrix, got a {first.kind} value", c.func_span)
+                raise _Abort
             self.need_matrix(first, prim.name, c.func_span)
         if prim.output == "scalar":
             node.ndims = frozenset()
+        elif prim.elementwise and node.inputs and all(i.kind in ("scalar", "runtime") for i in node.inputs):
+            # an elementwise primitive keeps the kind of its input: sqrt(v) of a per-parameter v is per-parameter
+            node.kind = "scalar" if any(i.kind == "scalar" for i in node.inputs) else "runtime"
         if prim.state:
             self.name_states(node, label or bind_name)
         if label:
