@@ -1,0 +1,69 @@
+"""``optloom show SPEC``: rules, which parameter shapes fall in which rule, state bytes, graphs."""
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("show", help="show a spec's rules, parameter routing, state and step graphs")
+    p.add_argument("spec", help="a shipped name, a .opt file or spec text")
+    p.add_argument("--name", help="which optimizer of the file (default: the first)")
+    p.add_argument("--shapes", default="gpt2-tiny",
+                   help="parameter set to route: gpt2-tiny (GPT-2 layout at d=64), mlp, or NAME=d0xd1,... list")
+    p.add_argument("--graph", action="store_true", help="print each bucket's lowered torch.fx graph")
+    p.add_argument("--compile", action="store_true", help="compile the step with inductor and report the time")
+    p.set_defaults(func=run)
+
+
+def _param_set(text: str) -> list[tuple[str, tuple[int, ...]]]:
+    if text == "mlp":
+        return [("fc1.weight", (64, 32)), ("fc1.bias", (64,)), ("fc2.weight", (10, 64)), ("fc2.bias", (10,))]
+    if text == "gpt2-tiny":
+        d, v, blocks = 64, 256, 2
+        out = [("wte.weight", (v, d)), ("wpe.weight", (128, d))]
+        for i in range(blocks):
+            out += [(f"h.{i}.ln_1.weight", (d,)), (f"h.{i}.ln_1.bias", (d,)),
+                    (f"h.{i}.attn.c_attn.weight", (3 * d, d)), (f"h.{i}.attn.c_attn.bias", (3 * d,)),
+                    (f"h.{i}.attn.c_proj.weight", (d, d)), (f"h.{i}.ln_2.weight", (d,)),
+                    (f"h.{i}.mlp.c_fc.weight", (4 * d, d)), (f"h.{i}.mlp.c_proj.weight", (d, 4 * d))]
+        return out + [("ln_f.weight", (d,)), ("lm_head.weight", (v, d))]
+    out = []
+    for item in text.split(","):
+        name, _, dims = item.partition("=")
+        out.append((name.strip(), tuple(int(x) for x in dims.split("x"))))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import optloom
+
+    program = optloom.compile(args.spec, name=args.name)
+    print(program.describe())
+    params = [(n, torch.zeros(s, requires_grad=True)) for n, s in _param_set(args.shapes)]
+    opt = optloom.optimizer(args.spec, params, name=args.name, backend="inductor" if args.compile else "eager")
+    print("\nrouting:")
+    by_rule: dict[str, list[str]] = {}
+    for n, p in params:
+        by_rule.setdefault(opt._routes[p].label, []).append(f"{n} {tuple(p.shape)}")
+    for label, items in by_rule.items():
+        print(f"  {label}: {len(items)} parameter(s)")
+        for item in items:
+            print(f"    {item}")
+    print(f"\npersistent state: {program.state_bytes(params):,} bytes "
+          f"for {sum(p.numel() for _, p in params):,} parameters")
+    for _, p in params:
+        p.grad = torch.randn_like(p)
+    start = time.perf_counter()
+    opt.step()
+    first = time.perf_counter() - start
+    print(f"{len(opt._buckets)} bucket(s); first step {first:.2f} s"
+          f"{' (includes inductor compile)' if args.compile else ''}")
+    if args.graph:
+        for b in opt._buckets:
+            print(f"\n# bucket: rule {b.rule.label}, layout {b.layout}, {len(b.params)} parameter(s), "
+                  f"buffer {tuple(b.meta.shape)}")
+            print(b.fn.graph)  # type: ignore[union-attr]
+    return 0
