@@ -7,7 +7,8 @@ import sys
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list the primitives a spec can use")
+    p = sub.add_parser("list", help="list the primitives a spec can use (or, with --specs, the shipped specs)")
+    p.add_argument("--specs", action="store_true", help="list the shipped specs and their optimizers")
     p.add_argument("--family", "-f", metavar="FAMILY", help="only this family (e.g. moments)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -22,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.specs:
+        return _list_specs()
     from ..primitives.docs import families, primitive_info
     from ..primitives.registry import did_you_mean
 
@@ -46,4 +49,17 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {p.signature_text()}" + (f"  [{'; '.join(tags)}]" if tags else ""))
             if p.summary:
                 print(f"      {p.summary}")
+    return 0
+
+
+def _list_specs() -> int:
+    """Each shipped spec: its optimizers and the first line of its header comment."""
+    from ..compiler.loader import SHIPPED, shipped_names
+    from ..dsl.parser import parse
+
+    for name in shipped_names():
+        text = (SHIPPED / f"{name}.opt").read_text()
+        header = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
+        opts = ", ".join(o.name for o in parse(text).optimizers)
+        print(f"{name:14s} [{opts}]  {header}")
     return 0
