@@ -10,7 +10,7 @@ from ..dsl import ast as A
 from ..dsl.diagnostics import Diagnostic, Reporter, SpecError
 from ..dsl.printer import canonical_hash, print_module
 from . import ir
-from .check import check_optimizer
+from .check_optimizer import check_optimizer
 from .defcheck import check_def_names
 from .loader import load, resolve_spec
 from .selectors import ParamInfo, evaluate, uses_name

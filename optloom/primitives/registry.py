@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal, get_args, get_origin
 
 import torch

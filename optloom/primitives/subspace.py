@@ -101,7 +101,7 @@ def range_sketch(ctx: Ctx, x: Tensor, rank: Rank, method: Literal["col_select", 
     """
     X, _ = _oriented(x, side)
     X = X.to(compute_dtype(x))
-    d, n = X.shape[-2], X.shape[-1]
+    n = X.shape[-1]
     r = min(rank, x.shape[-2], x.shape[-1])
     key = hash_key(seed, ctx.step, ctx.ids).to(X.device)
     if method == "col_select":
