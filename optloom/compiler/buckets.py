@@ -116,8 +116,9 @@ class Bucket:
         parts = []
         for flag in (True, False):
             idx = [i for i, k in enumerate(keep) if k == flag]
-            b = Bucket(self.rule, self.group, [self.params[i] for i in idx], [self.ids[i] for i in idx],
-                       self.step.clone(), self.layout)
+            # type(self): keeps the subclass (distributed.ShardedBucket for FSDP2 DTensor parameters)
+            b = type(self)(self.rule, self.group, [self.params[i] for i in idx], [self.ids[i] for i in idx],
+                           self.step.clone(), self.layout)
             if self.param_buf is not None:
                 b.own_params()
             b.specs = self.specs

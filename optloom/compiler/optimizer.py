@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .buckets import Bucket, bucket_key, scalar_dtype
+from . import distributed
 from .interpret import runtime_names, structural_names
 from .lower import lower
 from .program import Program
@@ -51,6 +52,8 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
         self._buckets: list[Bucket] | None = None
         self._scalars: dict[tuple, torch.Tensor] = {}
         self._scalar_values: dict[tuple, float] = {}
+        self._sharded = False  # any FSDP2 DTensor parameter: the step runs in distributed.step
+        self.comm_stats: dict[str, int] = {}  # bytes the last distributed step communicated
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
@@ -81,6 +84,9 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
                 rules = ", ".join(f"{r.label}: {r.selector_text}" for r in self.program.rules)
                 raise ValueError(f"no rule of spec '{self.program.name}' takes parameter {label} "
                                  f"(shape {tuple(p.shape)}); rules: {rules}")
+            if distributed.is_sharded(p):  # FSDP2: parameters are DTensors sharded on dim 0
+                distributed.check_param(p, label)
+                self._sharded = True
             self._routes[p] = rule
             self._ids[p] = len(self._ids)
         self._buckets = None
@@ -94,6 +100,9 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
                 loss = closure()
         work = self._plan()
         if not work:
+            return loss
+        if self._sharded:  # FSDP2: transactional step over local shards / gathered matrices
+            distributed.step(self, work)
             return loss
         for b in work:
             self._ensure_graph(b)
@@ -182,8 +191,9 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
     def _new_bucket(self, group: int, params: list[torch.Tensor], step: float) -> Bucket:
         p0 = params[0]
         rule = self._routes[p0]
-        b = Bucket(rule, group, params, [self._ids[p] for p in params],
-                   torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), rule.layout)
+        cls = distributed.ShardedBucket if distributed.is_sharded(p0) else Bucket  # FSDP2 DTensors
+        b = cls(rule, group, params, [self._ids[p] for p in params],
+                torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), rule.layout)
         adopted = [dict(self.state.get(p, {})) for p in params]
         b.materialize(self._hypers(b), adopted)
         if self.param_storage == "bucket":

@@ -1,0 +1,226 @@
+"""optloom on DDP-replicated and FSDP2-sharded models: 2 gloo processes on this CPU.
+
+Each test spawns 2 ranks once (≈4 s) and runs every spec there; the single-process reference runs
+in the test process. Every collective has a timeout (init_process_group) and the spawn has a
+wall-clock deadline, so a failure never hangs."""
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import tempfile
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+import optloom
+
+pytestmark = pytest.mark.distributed
+
+WORLD = 2
+STEPS = 10
+# ns_dtype float32: in bf16 a rounding-level difference of the averaged gradient may flip a bf16
+# rounding inside Newton–Schulz, which is not what these tests measure
+SPECS = {"adamw": {}, "muon": {"ns_dtype": "float32"}, "aro": {}, "polargrad": {}}
+
+
+class Net(nn.Module):
+    """Embedding and head (AdamW in the matrix specs), biases, two (12, 12) matrices in one stacked
+    bucket, and (7, 12) / (12, 7) matrices whose rows do not split evenly over 2 ranks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.l1 = nn.Linear(8, 12)
+        self.l2 = nn.Linear(12, 12)
+        self.l3 = nn.Linear(12, 12, bias=False)
+        self.l4 = nn.Linear(12, 7)
+        self.l5 = nn.Linear(7, 12)
+        self.head = nn.Linear(12, 5)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.embed(idx).mean(1)
+        for layer in (self.l1, self.l2, self.l3, self.l4, self.l5):
+            x = torch.tanh(layer(x))
+        return self.head(x)
+
+
+def _data(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(100 + step)
+    return torch.randint(0, 10, (8, 3), generator=g), torch.randint(0, 5, (8,), generator=g)
+
+
+def _net() -> Net:
+    torch.manual_seed(0)
+    return Net()
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, rank: int = 0, world: int = 1) -> None:
+    for s in range(steps):
+        idx, y = _data(s)
+        per = idx.shape[0] // world
+        idx, y = idx[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
+        loss = nn.functional.cross_entropy(model(idx), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def _reference(spec: str, backend: str = "eager") -> dict[str, torch.Tensor]:
+    """One process, the same global batch. The gradient is the mean of the per-rank half-batch
+    gradients, as DDP and FSDP2 average them: otherwise the gradients differ by rounding, which Adam
+    amplifies on near-zero entries (g ≈ eps) far beyond fp32 rounding of the parameters."""
+    model = _net()
+    opt = optloom.optimizer(spec, model.named_parameters(), backend=backend, **SPECS[spec])
+    params = list(model.parameters())
+    for s in range(STEPS):
+        idx, y = _data(s)
+        per = idx.shape[0] // WORLD
+        grads = []
+        for r in range(WORLD):
+            loss = nn.functional.cross_entropy(model(idx[r * per:(r + 1) * per]), y[r * per:(r + 1) * per])
+            grads.append(torch.autograd.grad(loss, params))
+        for p, *gs in zip(params, *grads):
+            p.grad = sum(g / WORLD for g in gs)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(fn, *args, deadline: float = 120.0) -> None:
+    """Run ``fn(rank, *args)`` on WORLD gloo ranks; fail (and kill them) after ``deadline`` s."""
+    port = _free_port()
+    ctx = mp.start_processes(_entry, args=(port, fn, args), nprocs=WORLD, join=False, start_method="spawn")
+    end = time.monotonic() + deadline
+    try:
+        while not ctx.join(timeout=max(0.1, end - time.monotonic())):
+            if time.monotonic() > end:
+                raise TimeoutError(f"distributed test did not finish in {deadline} s")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.terminate()
+
+
+def _entry(rank: int, port: int, fn, args) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=30))
+    try:
+        fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+# ---- workers (run in the spawned ranks) ---------------------------------------------------------
+def _ddp_worker(rank: int, out: str) -> None:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    for spec, hyper in SPECS.items():
+        model = DDP(_net())
+        opt = optloom.optimizer(spec, model.named_parameters(), **hyper)
+        _train(model, opt, STEPS, rank, WORLD)
+        if rank == 0:
+            torch.save({k.removeprefix("module."): v.detach() for k, v in model.named_parameters()},
+                       os.path.join(out, f"ddp_{spec}.pt"))
+
+
+def _fsdp_model():
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (WORLD,))
+    model = _net()
+    for m in (model.l1, model.l2, model.l3, model.l4, model.l5):
+        fully_shard(m, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def _fsdp_worker(rank: int, out: str, specs: list[str], backend: str) -> None:
+    for spec in specs:
+        model = _fsdp_model()
+        opt = optloom.optimizer(spec, model.named_parameters(), backend=backend, **SPECS[spec])
+        _train(model, opt, STEPS, rank, WORLD)
+        full = {k: v.full_tensor().detach() for k, v in model.named_parameters()}
+        if rank == 0:
+            torch.save({"params": full, "comm": opt.comm_stats}, os.path.join(out, f"fsdp_{spec}_{backend}.pt"))
+
+
+def _failure_worker(rank: int, out: str) -> None:
+    from optloom.compiler.distributed import DistributedStepError
+
+    model = _fsdp_model()
+    opt = optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"])
+    _train(model, opt, 2, rank, WORLD)
+    before = {k: v.to_local().clone() for k, v in model.named_parameters()}
+    state = {id(p): {k: (v.to_local() if hasattr(v, "to_local") else v).clone() for k, v in st.items()}
+             for p, st in opt.state.items()}
+    run = opt._runner.run
+
+    def broken(work, inputs):
+        run(work, inputs)  # the graphs ran (into copies) — then this rank fails
+        if rank == 1:
+            raise RuntimeError("injected failure")
+
+    opt._runner.run = broken
+    idx, y = _data(5)
+    nn.functional.cross_entropy(model(idx[rank * 4:(rank + 1) * 4]), y[rank * 4:(rank + 1) * 4]).backward()
+    try:
+        opt.step()
+    except DistributedStepError as e:
+        message = str(e)
+    else:
+        message = "no error"
+    unchanged = all(torch.equal(before[k], v.to_local()) for k, v in model.named_parameters()) and all(
+        torch.equal(state[id(p)][k], (v.to_local() if hasattr(v, "to_local") else v))
+        for p, st in opt.state.items() for k, v in st.items())
+    opt._runner.run = run
+    opt.step()  # the next step runs normally on both ranks
+    torch.save({"message": message, "unchanged": unchanged}, os.path.join(out, f"fail_{rank}.pt"))
+
+
+# ---- tests --------------------------------------------------------------------------------------
+def _close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    for k, w in want.items():
+        torch.testing.assert_close(got[k], w, rtol=2e-5, atol=2e-6, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_ddp_matches_single_process():
+    with tempfile.TemporaryDirectory() as out:
+        _spawn(_ddp_worker, out)
+        for spec in SPECS:
+            _close(torch.load(os.path.join(out, f"ddp_{spec}.pt")), _reference(spec))
+
+
+def test_fsdp2_matches_single_process_eager():
+    with tempfile.TemporaryDirectory() as out:
+        _spawn(_fsdp_worker, out, list(SPECS), "eager")
+        for spec in SPECS:
+            saved = torch.load(os.path.join(out, f"fsdp_{spec}_eager.pt"))
+            _close(saved["params"], _reference(spec))
+            comm = saved["comm"]
+            if spec == "adamw":
+                assert comm["bytes"] == 0 and comm["collectives"] == 0
+            else:
+                assert comm["bytes"] >= comm["minimum_bytes"] > 0
+
+
+def test_failing_rank_raises_everywhere_and_changes_nothing():
+    with tempfile.TemporaryDirectory() as out:
+        _spawn(_failure_worker, out)
+        for rank in range(WORLD):
+            got = torch.load(os.path.join(out, f"fail_{rank}.pt"))
+            assert "rank 1: RuntimeError: injected failure" in got["message"], got["message"]
+            assert got["unchanged"]
