@@ -11,9 +11,9 @@ from .train_cmd import add_common_args, build_variants, run_experiment
 DEMO_SPECS = ["adamw", "muon", "aro"]
 FALLBACK = "lion"
 DEMO_SETTINGS: dict[str, dict[str, float]] = {
-    "adamw": {"lr": 3e-3},
+    "adamw": {"lr": 1e-3},
     "muon": {"lr": 0.02, "adam_lr": 3e-3},
-    "aro": {"lr": 0.02, "adam_lr": 3e-3},
+    "aro": {"lr": 5e-3, "adam_lr": 3e-3},
     "lion": {"lr": 3e-4},
 }
 

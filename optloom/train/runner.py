@@ -172,7 +172,7 @@ def train_one(task: Task, variant: Variant, seed: int, steps: int, backend: str 
                 bar.update(step, loss=lv, val=val)
         res.state_bytes = measure_state_bytes(opt)
     except KeyboardInterrupt:
-        res.status, res.message = "interrupted", f"interrupted (Ctrl-C) at step {res.steps_done}"
+        res.status, res.message = "interrupted", f"interrupted (Ctrl-C or kill) at step {res.steps_done}"
         res.wall_seconds = time.perf_counter() - start
         if bar:
             bar.close(res.message)

@@ -109,7 +109,7 @@ class CharLM(Task):
     eval_every = 25
     target = 2.0
     d, layers, heads, context, batch = 128, 4, 4, 128, 16
-    val_windows = 128
+    val_windows = 64
 
     def prepare(self) -> None:
         self.train_data, self.val_data, self.n_files = load_corpus()
