@@ -126,8 +126,14 @@ def _kinds(prim):
     return ("signed",) if prim.needs_matrix else ("signed", "positive")
 
 
-def _tol(args: dict) -> float:
-    return TOL.get(args.get("dtype", "float64"), 1e-9)
+def _tol(prim, args: dict) -> float:
+    """Tolerance of the compute dtype: given, else the declared default ("auto" resolved here)."""
+    from optloom.primitives.orthogonalize import resolve_dtype
+
+    dtype = args.get("dtype", prim.args["dtype"].default if "dtype" in prim.args else "float64")
+    if dtype == "auto":
+        dtype = str(resolve_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
+    return TOL.get(dtype, 1e-9)
 
 
 @pytest.mark.parametrize("prim,example", _examples())
@@ -136,7 +142,7 @@ def test_fast_matches_reference(prim, example):
         pytest.skip(f"{prim.name} takes {len(prim.inputs)} tensor inputs; the contract feeds one")
     args = _bind(prim, example)
     fast_args = _tensorize(prim, args)
-    tol = _tol(args)
+    tol = _tol(prim, args)
     gen = torch.Generator().manual_seed(zlib.crc32(example.encode()))
     ran = 0
     for shape in _shapes(prim):
