@@ -137,3 +137,35 @@ def test_demo_tiny(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "adamw" in out and "muon" in out and "plot:" in out
     assert len(_results(tmp_path / "demo")["variants"]) == 3
+
+
+USER_TASK = '''
+import torch
+from torch import nn
+from optloom.train import Task, register_task
+
+@register_task
+class Line(Task):
+    name = "line"
+    steps = 4
+    eval_every = 2
+
+    def model(self):
+        return nn.Linear(1, 1)
+
+    def loss(self, model, gen):
+        x = torch.rand(8, 1, generator=gen).to(self.device)
+        return nn.functional.mse_loss(model(x), 2 * x)
+
+    def val_loss(self, model):
+        x = torch.linspace(0, 1, 16, device=self.device)[:, None]
+        return nn.functional.mse_loss(model(x), 2 * x).item()
+'''
+
+
+def test_user_task_from_a_file(tmp_path, capsys):
+    f = tmp_path / "my_tasks.py"
+    f.write_text(USER_TASK)
+    assert main(["train", "sgd", "--task", f"{f}:line", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    data = _results(tmp_path / "r")
+    assert data["task"]["name"] == "line" and data["runs"][0]["steps_done"] == 4

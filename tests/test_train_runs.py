@@ -76,3 +76,14 @@ def test_charlm_corpus_is_stdlib_without_tests():
     files = stdlib_files()
     assert len(files) > 100 and files == stdlib_files()  # deterministic order
     assert not any(p.name.startswith("test_") or "tests" in p.parts or "test" in p.parts for p in files)
+
+
+def test_digits_without_sklearn_says_how_to_install(monkeypatch):
+    import sys
+
+    from optloom.train.tasks import TaskError
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(TaskError, match=r"pip install 'optloom\[train\]'"):
+        get_task("digits").prepare()
