@@ -24,6 +24,7 @@ WORLD = 2
 STEPS = 10
 # ns_dtype float32: in bf16 a rounding-level difference of the averaged gradient may flip a bf16
 # rounding inside Newton–Schulz, which is not what these tests measure
+DCP_SPECS = ["muon", "aro"]  # flat (AdamW) and stacked state, ARO's rotation
 SPECS = {"adamw": {}, "muon": {"ns_dtype": "float32"}, "aro": {}, "polargrad": {}}
 
 
@@ -191,36 +192,136 @@ def _failure_worker(rank: int, out: str) -> None:
     torch.save({"message": message, "unchanged": unchanged}, os.path.join(out, f"fail_{rank}.pt"))
 
 
+def _halves_step(model: nn.Module, opt: torch.optim.Optimizer, s: int) -> None:
+    """One step of one process on the global batch, gradients averaged over the WORLD halves in
+    the order DDP/FSDP2 average them (the mean of per-rank gradients)."""
+    params = list(model.parameters())
+    idx, y = _data(s)
+    per = idx.shape[0] // WORLD
+    grads = [torch.autograd.grad(nn.functional.cross_entropy(model(idx[r * per:(r + 1) * per]),
+                                                             y[r * per:(r + 1) * per]), params)
+             for r in range(WORLD)]
+    for p, *gs in zip(params, *grads):
+        p.grad = sum(g / WORLD for g in gs)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _ckpt(model: nn.Module, opt) -> dict:
+    return {"model": model.state_dict(), "optim": opt.state_dict()}
+
+
+def _load(model: nn.Module, opt, path: str, no_dist: bool) -> None:
+    import torch.distributed.checkpoint as dcp
+    from optloom.compiler.distributed import init_state
+
+    init_state(opt)  # dcp loads into existing tensors: allocate the (step-0) state first
+    sd = _ckpt(model, opt)
+    dcp.load(sd, checkpoint_id=path, no_dist=no_dist)
+    model.load_state_dict(sd["model"])
+    opt.load_state_dict(sd["optim"])
+
+
+def _dcp_worker(rank: int, out: str, spec: str) -> None:
+    """2 ranks save at step 5 and run on to 10; 1 process loads step 5, runs to 7, saves, runs to
+    10; 2 ranks load step 7 and run to 10. All three must end bitwise equal."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    def full(model):
+        return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone()
+                for k, v in model.named_parameters()}
+
+    c5, c7 = os.path.join(out, f"{spec}_c5"), os.path.join(out, f"{spec}_c7")
+    model = _fsdp_model()
+    opt = optloom.optimizer(spec, model.named_parameters(), **SPECS[spec])
+    for s in range(10):
+        if s == 5:
+            dcp.save(_ckpt(model, opt), checkpoint_id=c5)
+        _train_step(model, opt, s, rank)
+    results = {"two_ranks": full(model)}
+    dist.barrier()
+    if rank == 0:  # the single process (no process group)
+        single = _net()
+        sopt = optloom.optimizer(spec, single.named_parameters(), **SPECS[spec])
+        _load(single, sopt, c5, no_dist=True)
+        for s in range(5, 10):
+            if s == 7:
+                dcp.save(_ckpt(single, sopt), checkpoint_id=c7, no_dist=True)
+            _halves_step(single, sopt, s)
+        results["one_process"] = full(single)
+    dist.barrier()
+    model = _fsdp_model()
+    opt = optloom.optimizer(spec, model.named_parameters(), **SPECS[spec])
+    _load(model, opt, c7, no_dist=False)
+    for s in range(7, 10):
+        _train_step(model, opt, s, rank)
+    results["two_ranks_resumed"] = full(model)
+    if rank == 0:
+        torch.save(results, os.path.join(out, f"dcp_{spec}.pt"))
+
+
+def _train_step(model, opt, s: int, rank: int) -> None:
+    idx, y = _data(s)
+    per = idx.shape[0] // WORLD
+    nn.functional.cross_entropy(model(idx[rank * per:(rank + 1) * per]), y[rank * per:(rank + 1) * per]).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _all_worker(rank: int, out: str) -> None:
+    """Everything in one spawn (each spawn costs seconds of interpreter and torch start-up)."""
+    _ddp_worker(rank, out)
+    _fsdp_worker(rank, out, list(SPECS), "eager")
+    _failure_worker(rank, out)
+    for spec in DCP_SPECS:
+        _dcp_worker(rank, out, spec)
+
+
 # ---- tests --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def runs():
+    with tempfile.TemporaryDirectory() as out:
+        _spawn(_all_worker, out)
+        yield out
+
+
 def _close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
     for k, w in want.items():
         torch.testing.assert_close(got[k], w, rtol=2e-5, atol=2e-6, msg=lambda m, k=k: f"{k}: {m}")
 
 
-def test_ddp_matches_single_process():
-    with tempfile.TemporaryDirectory() as out:
-        _spawn(_ddp_worker, out)
-        for spec in SPECS:
-            _close(torch.load(os.path.join(out, f"ddp_{spec}.pt")), _reference(spec))
+@pytest.fixture(scope="module")
+def references():
+    return {spec: _reference(spec) for spec in SPECS}
 
 
-def test_fsdp2_matches_single_process_eager():
-    with tempfile.TemporaryDirectory() as out:
-        _spawn(_fsdp_worker, out, list(SPECS), "eager")
-        for spec in SPECS:
-            saved = torch.load(os.path.join(out, f"fsdp_{spec}_eager.pt"))
-            _close(saved["params"], _reference(spec))
-            comm = saved["comm"]
-            if spec == "adamw":
-                assert comm["bytes"] == 0 and comm["collectives"] == 0
-            else:
-                assert comm["bytes"] >= comm["minimum_bytes"] > 0
+def test_ddp_matches_single_process(runs, references):
+    for spec in SPECS:
+        _close(torch.load(os.path.join(runs, f"ddp_{spec}.pt")), references[spec])
 
 
-def test_failing_rank_raises_everywhere_and_changes_nothing():
-    with tempfile.TemporaryDirectory() as out:
-        _spawn(_failure_worker, out)
-        for rank in range(WORLD):
-            got = torch.load(os.path.join(out, f"fail_{rank}.pt"))
-            assert "rank 1: RuntimeError: injected failure" in got["message"], got["message"]
-            assert got["unchanged"]
+def test_fsdp2_matches_single_process_eager(runs, references):
+    for spec in SPECS:
+        saved = torch.load(os.path.join(runs, f"fsdp_{spec}_eager.pt"))
+        _close(saved["params"], references[spec])
+        comm = saved["comm"]
+        if spec == "adamw":
+            assert comm["bytes"] == 0 and comm["collectives"] == 0
+        else:
+            assert comm["bytes"] >= comm["minimum_bytes"] > 0
+
+
+def test_failing_rank_raises_everywhere_and_changes_nothing(runs):
+    for rank in range(WORLD):
+        got = torch.load(os.path.join(runs, f"fail_{rank}.pt"))
+        assert "rank 1: RuntimeError: injected failure" in got["message"], got["message"]
+        assert got["unchanged"]
+
+
+@pytest.mark.parametrize("spec", DCP_SPECS)
+def test_dcp_round_trip_across_world_sizes_is_bitwise(runs, spec):
+    got = torch.load(os.path.join(runs, f"dcp_{spec}.pt"))
+    for k, v in got["two_ranks"].items():
+        assert torch.equal(got["one_process"][k], v), f"2 ranks -> 1 process: {k}"
+        assert torch.equal(got["two_ranks_resumed"][k], v), f"1 process -> 2 ranks: {k}"

@@ -249,3 +249,26 @@ def step(opt: Any, work: list[Bucket]) -> None:
         else:
             torch._foreach_copy_([p.detach() for p in b.params], b.members(args[0]))
     opt.comm_stats = stats.as_dict()
+
+
+def init_state(opt: Any) -> None:
+    """Allocate the state of every parameter that has none yet (step 0), without stepping.
+
+    ``torch.distributed.checkpoint`` loads *into* existing tensors, so a fresh optimizer needs its
+    state allocated before ``dcp.load``: ``init_state(opt); sd = opt.state_dict(); dcp.load(sd, …);
+    opt.load_state_dict(sd)``. (torch's ``get_optimizer_state_dict`` instead steps once with zero
+    gradients and ``lr = 0``, which would apply weight decay and the spec's other learning rates.)
+    Works for sharded and unsharded optimizers alike."""
+    from collections import defaultdict
+
+    from .buckets import bucket_key
+
+    buckets = list(opt._buckets or [])
+    covered = {id(p) for b in buckets for p in b.params}
+    fresh: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+    for gi, group in enumerate(opt.param_groups):
+        for p in group["params"]:
+            if id(p) not in covered:
+                st = opt.state.get(p, {})
+                fresh[bucket_key(opt._routes[p], gi, p, float(st["step"]) if "step" in st else 0.0)].append(p)
+    opt._buckets = buckets + [opt._new_bucket(key[0], ps, key[-1]) for key, ps in fresh.items()]
