@@ -31,7 +31,6 @@ Tolerances (from the arithmetic, not from measured output):
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -41,75 +40,22 @@ import optloom
 import tests.reference as R
 from optloom.primitives import Ctx, lookup
 from tests.reference.spectral import warmup_c
+from tests.spec_harness import (MATRICES, SHAPES, STEPS, Composite, assert_close, check_bitwise_resume,  # noqa: F401
+                                check_trains, one_thread, params, run_pair)
 
-SPECS = "specs"
 FP32, CLIP32, BF16, CLIP16 = 2e-5, 5e-5, 2e-2, 5e-2
-STEPS = 20
-SHAPES = {"tall": (12, 8), "wide": (8, 12), "square": (10, 10), "conv": (4, 3, 3, 3), "bias": (12,)}
-MATRICES = ("tall", "wide", "square", "conv")
 NAMO_ADAM = dict(adam_lr=0.01, adam_betas=(0.9, 0.95), adam_eps=1e-8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: thread-pool overhead dominates on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _params(seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(s, generator=g) * 0.5 for k, s in SHAPES.items()}
-
-
-class NamoSide:
+def NamoSide(init, ref_cls, ref_kw):
     """Reference side for NAMO/NAMO-D: the family oracle on the matrices, AdamW on the bias."""
-
-    def __init__(self, init, ref_cls, ref_kw):
-        self.mat = ref_cls([(k, init[k]) for k in MATRICES], **ref_kw)
-        self.vec = R.AdamW([("bias", init["bias"])], lr=NAMO_ADAM["adam_lr"], betas=NAMO_ADAM["adam_betas"],
-                           eps=NAMO_ADAM["adam_eps"], weight_decay=0.0)
-
-    def step(self, grads, t, lr):
-        self.mat.step({k: grads[k] for k in MATRICES})
-        self.vec.step({"bias": grads["bias"]})
-
-    @property
-    def params(self):
-        return {**self.mat.params, **self.vec.params}
+    return Composite(init, lambda ps: ref_cls(ps, **ref_kw),
+                     lambda ps: R.AdamW(ps, lr=NAMO_ADAM["adam_lr"], betas=NAMO_ADAM["adam_betas"],
+                                        eps=NAMO_ADAM["adam_eps"], weight_decay=0.0))
 
 
-def _run_pair(spec, name, hyper, ref, steps=STEPS, seed=0, schedule=None):
-    """Spec and reference side by side on fresh random gradients; ``schedule(t)`` (1-based) sets
-    ``param_groups[0]["lr"]`` before step t, as an lr scheduler would, and tells the reference."""
-    init = _params(seed)
-    ps = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
-    opt = optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
-    side = ref(init)
-    gen = torch.Generator().manual_seed(1000 + seed)
-    for t in range(1, steps + 1):
-        lr = schedule(t) if schedule else None
-        if lr is not None:
-            opt.param_groups[0]["lr"] = lr
-        grads = {k: torch.randn(s, generator=gen) for k, s in SHAPES.items()}
-        for k, p in ps.items():
-            p.grad = grads[k].clone()
-        opt.step()
-        side.step({k: g.double() for k, g in grads.items()}, t, lr)
-    errs = {}
-    for k in SHAPES:
-        d_spec = ps[k].detach().double() - init[k].double()
-        d_ref = side.params[k] - init[k].double()
-        assert d_ref.norm() > 1e-3, f"{k}: the reference barely moved; the comparison would be weak"
-        errs[k] = float((d_spec - d_ref).norm() / d_ref.norm())
-    return errs, {k: p.detach().double() for k, p in ps.items()}
-
-
-def _assert_close(errs, tol):
-    bad = {k: e for k, e in errs.items() if not e < tol}
-    assert not bad, f"relative displacement error above {tol}: {bad} (all: {errs})"
+def _run_pair(spec, name, hyper, make_side, steps=STEPS, seed=0, schedule=None):
+    return run_pair(spec, hyper, make_side, name=name, steps=steps, seed=seed, schedule=schedule)
 
 
 # ---- NAMO / NAMO-D --------------------------------------------------------------------------
@@ -129,7 +75,7 @@ def test_namo_matches_reference(case, ns_dtype, tol):
               mu2=case.get("mu2", 0.99), ns_dtype=ref_dt)
     errs, _ = _run_pair("namo", None, {**case, **NAMO_ADAM, "ns_dtype": ns_dtype},
                         lambda init: NamoSide(init, R.NAMO, kw))
-    _assert_close(errs, tol)
+    assert_close(errs, tol)
 
 
 # c = 1 pins every column to the mean; wd 1.5 with the clamped lr exercises max(0, 1 − λ·min(1, ·)).
@@ -150,7 +96,7 @@ def test_namo_d_matches_reference(case, ns_dtype, tol):
               ns_dtype=ref_dt)
     errs, _ = _run_pair("namo_d", None, {**case, **NAMO_ADAM, "ns_dtype": ns_dtype},
                         lambda init: NamoSide(init, R.NAMOD, kw))
-    _assert_close(errs, tol)
+    assert_close(errs, tol)
 
 
 def test_namo_d_clamp_matters():
@@ -211,9 +157,9 @@ def test_spectra_matches_reference_through_warmup(name, base, hyper, ref_kw, cli
     errs, got = _run_pair("spectra", name, spec_h,
                           lambda init: sides.append(SpectraSide(init, base, c, **ref_kw)) or sides[0],
                           steps=24, schedule=_schedule)
-    _assert_close(errs, tol)
+    assert_close(errs, tol)
     # the warm-up rule is visible: the reference with a constant threshold is far off
-    init = _params(0)
+    init = params(0)
     for k in SHAPES:
         d_ref = sides[0].untied.params[k] - init[k].double()
         assert float((got[k] - init[k].double() - d_ref).norm() / d_ref.norm()) > 100 * CLIP32, k
@@ -284,38 +230,10 @@ ALL = [
 IDS = [n or s for s, n, _ in ALL]
 
 
-class Net(torch.nn.Module):
-    """A conv layer and a 2-layer MLP (no embed/head names: every weight is a hidden matrix)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3)
-        self.fc1 = torch.nn.Linear(4 * 4 * 4, 32)
-        self.fc2 = torch.nn.Linear(32, 3)
-
-    def forward(self, x):
-        return self.fc2(torch.tanh(self.fc1(torch.tanh(self.conv(x)).flatten(1))))
-
-
 @pytest.mark.parametrize("spec,name,hyper", ALL, ids=IDS)
 def test_trains_small_model(spec, name, hyper):
-    torch.manual_seed(0)
-    net = Net()
-    g = torch.Generator().manual_seed(1)
-    X, Y = torch.randn(64, 3, 6, 6, generator=g), torch.randn(64, 3, generator=g)
-    opt = optloom.optimizer(f"{SPECS}/{spec}.opt", net.named_parameters(), backend="eager", name=name, **hyper)
-    loss0 = None
-    for t in range(1, 41):
-        if spec == "spectra":  # linear warm-up as a scheduler would set it
-            opt.param_groups[0]["lr"] = hyper["lr"] * min(1.0, t / hyper["warmup_steps"])
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(net(X), Y)
-        loss.backward()
-        opt.step()
-        loss0 = float(loss.detach()) if loss0 is None else loss0
-    with torch.no_grad():
-        final = float(torch.nn.functional.mse_loss(net(X), Y))
-    assert math.isfinite(final) and final < 0.8 * loss0, (loss0, final)
+    warmup = (lambda t: hyper["lr"] * min(1.0, t / hyper["warmup_steps"])) if spec == "spectra" else None
+    check_trains(spec, name, hyper, lr_at=warmup)
 
 
 @pytest.mark.parametrize("spec,name,hyper", ALL, ids=IDS)
@@ -323,30 +241,7 @@ def test_bitwise_resume(spec, name, hyper):
     """10 steps, state_dict → fresh parameters + fresh optimizer → 10 more == 20 straight, bitwise.
     For SPECTRA the lr follows a warm-up of 12 steps, so the warm-up boundary falls after the
     resume and the restored step count decides the threshold."""
-    hyper = {**hyper, "warmup_steps": 12} if spec == "spectra" else hyper
-    keys = ("tall", "conv", "bias")
-    init = {k: v for k, v in _params(3).items() if k in keys}
-    gen = torch.Generator().manual_seed(4)
-    grads = [{k: torch.randn(SHAPES[k], generator=gen) for k in keys} for _ in range(20)]
-
-    def make(values):
-        ps = {k: torch.nn.Parameter(v.clone()) for k, v in values.items()}
-        return ps, optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
-
-    def run(ps, opt, gs, t0):
-        for i, gd in enumerate(gs):
-            if spec == "spectra":
-                opt.param_groups[0]["lr"] = hyper["lr"] * min(1.0, (t0 + i) / 12)
-            for k, p in ps.items():
-                p.grad = gd[k].clone()
-            opt.step()
-
-    ps_a, opt_a = make(init)
-    run(ps_a, opt_a, grads[:10], 1)
-    sd = copy.deepcopy(opt_a.state_dict())
-    ps_c, opt_c = make({k: p.detach() for k, p in ps_a.items()})
-    opt_c.load_state_dict(sd)
-    run(ps_a, opt_a, grads[10:], 11)  # 20 straight
-    run(ps_c, opt_c, grads[10:], 11)  # 10, resume, 10
-    for k in keys:
-        assert torch.equal(ps_a[k], ps_c[k]), k
+    if spec == "spectra":
+        check_bitwise_resume(spec, name, {**hyper, "warmup_steps": 12}, lr_at=lambda t: hyper["lr"] * min(1.0, t / 12))
+    else:
+        check_bitwise_resume(spec, name, hyper)

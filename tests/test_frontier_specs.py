@@ -22,7 +22,6 @@ Tolerances (decided from the arithmetic, not from measured output):
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -33,72 +32,18 @@ import tests.reference as R
 from optloom.compiler import ir
 from optloom.compiler.selectors import ParamInfo
 from tests.reference.muon_family import column_select
+from tests.spec_harness import (MATRICES, SHAPES, SPECS, STEPS, Composite, assert_close, check_bitwise_resume,
+                                check_trains, one_thread, run_pair)  # noqa: F401 (one_thread: autouse)
 
-SPECS = "specs"
 FP32 = 2e-5
 BF16 = 5e-2
-STEPS = 20
-SHAPES = {"tall": (12, 8), "wide": (8, 12), "square": (10, 10), "conv": (4, 3, 3, 3), "bias": (12,)}
-MATRICES = ("tall", "wide", "square", "conv")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: thread-pool overhead dominates on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _params(seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(s, generator=g) * 0.5 for k, s in SHAPES.items()}
-
-
-class Composite:
-    """The reference side: the family oracle for the matrices, ``R.AdamW`` for the bias."""
-
-    def __init__(self, init: dict[str, torch.Tensor], matrix_ref, adam_kw: dict):
-        self.mat = matrix_ref([(k, init[k]) for k in MATRICES])
-        self.vec = R.AdamW([("bias", init["bias"])], **adam_kw)
-
-    def step(self, grads):
-        self.mat.step({k: grads[k] for k in MATRICES})
-        self.vec.step({"bias": grads["bias"]})
-
-    @property
-    def params(self):
-        return {**self.mat.params, **self.vec.params}
 
 
 def _run_pair(spec: str, hyper: dict, make_ref, adam_kw: dict, name: str | None = None, steps: int = STEPS,
               seed: int = 0, grad_scale: float = 1.0):
-    """Run the spec and the reference side by side on fresh random gradients; return the
-    worst norm-wise relative displacement error over the parameters."""
-    init = _params(seed)
-    ps = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
-    opt = optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
-    ref = Composite(init, make_ref, adam_kw)
-    gen = torch.Generator().manual_seed(1000 + seed)
-    for _ in range(steps):
-        grads = {k: torch.randn(s, generator=gen) * grad_scale for k, s in SHAPES.items()}
-        for k, p in ps.items():
-            p.grad = grads[k].clone()
-        opt.step()
-        ref.step({k: g.double() for k, g in grads.items()})
-    errs = {}
-    for k in SHAPES:
-        d_spec = ps[k].detach().double() - init[k].double()
-        d_ref = ref.params[k] - init[k].double()
-        assert d_ref.norm() > 1e-3, f"{k}: the reference barely moved; the comparison would be weak"
-        errs[k] = float((d_spec - d_ref).norm() / d_ref.norm())
-    return errs
-
-
-def _assert_close(errs: dict, tol: float):
-    bad = {k: e for k, e in errs.items() if not e < tol}
-    assert not bad, f"relative displacement error above {tol}: {bad} (all: {errs})"
+    """The spec next to its family oracle (matrices) and ``R.AdamW`` (bias); displacement errors."""
+    side = lambda init: Composite(init, make_ref, lambda ps: R.AdamW(ps, **adam_kw))  # noqa: E731
+    return run_pair(spec, hyper, side, name=name, steps=steps, seed=seed, grad_scale=grad_scale)[0]
 
 
 # ---- AuON / Hybrid-AuON ---------------------------------------------------------------------
@@ -123,7 +68,7 @@ def test_auon_matches_reference(case):
                                                   weight_decay=h["weight_decay"], version=case["version"],
                                                   gamma=h.get("gamma")),
                      _adam_kw(h), name=case["name"])
-    _assert_close(errs, FP32)
+    assert_close(errs, FP32)
 
 
 @pytest.mark.parametrize("ns_steps", [1, 5], ids=["paper-1-step", "repo-5-steps"])
@@ -133,7 +78,7 @@ def test_hybrid_auon_matches_reference(ns_steps):
                                                                weight_decay=h["weight_decay"],
                                                                ns_steps=ns_steps, gamma=h["gamma"]),
                      _adam_kw(h))
-    _assert_close(errs, FP32)
+    assert_close(errs, FP32)
 
 
 def test_hybrid_auon_default_is_one_ns_step():
@@ -148,7 +93,7 @@ def test_root_matches_reference(nesterov):
     errs = _run_pair("root", h, lambda ps: R.ROOT(ps, lr=h["lr"], momentum=h["momentum"],
                                                   weight_decay=h["weight_decay"], nesterov=nesterov),
                      dict(lr=h["lr"], betas=h["adam_betas"], eps=h["adam_eps"], weight_decay=h["weight_decay"]))
-    _assert_close(errs, FP32)
+    assert_close(errs, FP32)
 
 
 def _ns_coeffs(program, label: str):
@@ -252,7 +197,7 @@ def test_polargrad_matches_reference(polar_first, method, steps):
                                                             weight_decay=h["weight_decay"], polar_first=polar_first,
                                                             polar=_ref_polar(method, steps)),
                      _adam_kw(h), name="polargrad_polar_first" if polar_first else None)
-    _assert_close(errs, FP32)
+    assert_close(errs, FP32)
 
 
 def test_polargrad_nu_is_nuclear_norm_with_svd():
@@ -336,7 +281,7 @@ def test_lowrank_muon_matches_reference(ns_dtype, tol):
     errs = _run_pair("lowrank_muon", h, lambda ps: R.LowRankMuon(
         ps, lr=h["lr"], momentum=h["momentum"], weight_decay=h["weight_decay"], rank=3, nesterov=True,
         range_finder=_spec_columns(5, ids), min_dim=4, ns_dtype=dt), _adam_kw(h))
-    _assert_close(errs, tol)
+    assert_close(errs, tol)
 
 
 def test_lowrank_msgd_matches_reference():
@@ -345,7 +290,7 @@ def test_lowrank_msgd_matches_reference():
     errs = _run_pair("lowrank_muon", h, lambda ps: R.LowRankMuon(
         ps, lr=h["lr"], momentum=0.0, weight_decay=0.0, rank=3, nesterov=False, shape="none",
         range_finder=_spec_columns(5, ids), min_dim=4), _adam_kw(h), name="lowrank_msgd")
-    _assert_close(errs, FP32)
+    assert_close(errs, FP32)
 
 
 def test_lowrank_update_has_rank_r():
@@ -384,36 +329,9 @@ ALL = [
 IDS = [n or s for s, n, _ in ALL]
 
 
-class Net(torch.nn.Module):
-    """A conv layer and a 2-layer MLP (names without embed/head: every weight is a hidden matrix)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3)
-        self.fc1 = torch.nn.Linear(4 * 4 * 4, 32)
-        self.fc2 = torch.nn.Linear(32, 3)
-
-    def forward(self, x):
-        return self.fc2(torch.tanh(self.fc1(torch.tanh(self.conv(x)).flatten(1))))
-
-
 @pytest.mark.parametrize("spec,name,hyper", ALL, ids=IDS)
 def test_trains_small_model(spec, name, hyper):
-    torch.manual_seed(0)
-    net = Net()
-    g = torch.Generator().manual_seed(1)
-    X, Y = torch.randn(64, 3, 6, 6, generator=g), torch.randn(64, 3, generator=g)
-    opt = optloom.optimizer(f"{SPECS}/{spec}.opt", net.named_parameters(), backend="eager", name=name, **hyper)
-    loss0 = None
-    for _ in range(40):
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(net(X), Y)
-        loss.backward()
-        opt.step()
-        loss0 = float(loss.detach()) if loss0 is None else loss0
-    with torch.no_grad():
-        final = float(torch.nn.functional.mse_loss(net(X), Y))
-    assert math.isfinite(final) and final < 0.8 * loss0, (loss0, final)
+    check_trains(spec, name, hyper)
 
 
 @pytest.mark.parametrize("spec,name,hyper", ALL, ids=IDS)
@@ -422,28 +340,4 @@ def test_bitwise_resume(spec, name, hyper):
     (for low-rank Muon this includes the sketch's columns: they depend on the restored step).
     A tall matrix (the low-rank rule for low-rank Muon, rank 3 of 8), the conv and the bias: graph
     builds dominate the runtime, so the straight run is the first optimizer continued."""
-    hyper = {**hyper, **(LR_KW if spec == "lowrank_muon" else {})}
-    keys = ("tall", "conv", "bias")
-    init = {k: v for k, v in _params(3).items() if k in keys}
-    gen = torch.Generator().manual_seed(4)
-    grads = [{k: torch.randn(SHAPES[k], generator=gen) for k in keys} for _ in range(20)]
-
-    def make(values):
-        ps = {k: torch.nn.Parameter(v.clone()) for k, v in values.items()}
-        return ps, optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
-
-    def run(ps, opt, gs):
-        for gd in gs:
-            for k, p in ps.items():
-                p.grad = gd[k].clone()
-            opt.step()
-
-    ps_a, opt_a = make(init)
-    run(ps_a, opt_a, grads[:10])
-    sd = copy.deepcopy(opt_a.state_dict())
-    ps_c, opt_c = make({k: p.detach() for k, p in ps_a.items()})
-    opt_c.load_state_dict(sd)
-    run(ps_a, opt_a, grads[10:])  # 20 straight
-    run(ps_c, opt_c, grads[10:])  # 10, resume, 10
-    for k in keys:
-        assert torch.equal(ps_a[k], ps_c[k]), k
+    check_bitwise_resume(spec, name, {**hyper, **(LR_KW if spec == "lowrank_muon" else {})})

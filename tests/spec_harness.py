@@ -1,0 +1,151 @@
+"""Shared harness for the spec-vs-reference tests: parameter shapes, running a spec next to a
+float64 reference on the same fresh gradients, training a small model, and bitwise resume."""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Callable
+
+import pytest
+import torch
+
+import optloom
+
+SPECS = "specs"
+STEPS = 20
+SHAPES = {"tall": (12, 8), "wide": (8, 12), "square": (10, 10), "conv": (4, 3, 3, 3), "bias": (12,)}
+MATRICES = ("tall", "wide", "square", "conv")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: thread-pool overhead dominates on a 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def params(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) * 0.5 for k, s in SHAPES.items()}
+
+
+class Composite:
+    """The reference side: a family oracle for the matrices and another (AdamW) for the bias."""
+
+    def __init__(self, init: dict[str, torch.Tensor], matrix_ref: Callable[[list], Any],
+                 vector_ref: Callable[[list], Any]):
+        self.mat = matrix_ref([(k, init[k]) for k in MATRICES])
+        self.vec = vector_ref([("bias", init["bias"])])
+
+    def step(self, grads: dict[str, torch.Tensor], t: int | None = None, lr: float | None = None) -> None:
+        self.mat.step({k: grads[k] for k in MATRICES})
+        self.vec.step({"bias": grads["bias"]})
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        return {**self.mat.params, **self.vec.params}
+
+
+def run_pair(spec: str, hyper: dict, make_side: Callable[[dict], Any], name: str | None = None,
+             steps: int = STEPS, seed: int = 0, grad_scale: float = 1.0,
+             schedule: Callable[[int], float] | None = None) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Run the spec and the reference side by side on fresh random gradients. ``schedule(t)``
+    (1-based) sets ``param_groups[0]["lr"]`` before step t, as an lr scheduler would, and is told to
+    the reference. Returns the norm-wise relative error of each parameter's displacement ``W_t − W_0``
+    and the spec's final parameters (float64)."""
+    init = params(seed)
+    ps = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
+    opt = optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
+    side = make_side(init)
+    gen = torch.Generator().manual_seed(1000 + seed)
+    for t in range(1, steps + 1):
+        lr = schedule(t) if schedule else None
+        if lr is not None:
+            opt.param_groups[0]["lr"] = lr
+        grads = {k: torch.randn(s, generator=gen) * grad_scale for k, s in SHAPES.items()}
+        for k, p in ps.items():
+            p.grad = grads[k].clone()
+        opt.step()
+        side.step({k: g.double() for k, g in grads.items()}, t, lr)
+    errs = {}
+    for k in SHAPES:
+        d_spec = ps[k].detach().double() - init[k].double()
+        d_ref = side.params[k] - init[k].double()
+        assert d_ref.norm() > 1e-3, f"{k}: the reference barely moved; the comparison would be weak"
+        errs[k] = float((d_spec - d_ref).norm() / d_ref.norm())
+    return errs, {k: p.detach().double() for k, p in ps.items()}
+
+
+def assert_close(errs: dict[str, float], tol: float) -> None:
+    bad = {k: e for k, e in errs.items() if not e < tol}
+    assert not bad, f"relative displacement error above {tol}: {bad} (all: {errs})"
+
+
+class Net(torch.nn.Module):
+    """A conv layer and a 2-layer MLP (names without embed/head: every weight is a hidden matrix)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc1 = torch.nn.Linear(4 * 4 * 4, 32)
+        self.fc2 = torch.nn.Linear(32, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(torch.tanh(self.conv(x)).flatten(1))))
+
+
+def check_trains(spec: str, name: str | None, hyper: dict, lr_at: Callable[[int], float] | None = None,
+                 steps: int = 40) -> None:
+    """The spec lowers a small conv+MLP's loss below 0.8× its start (eager backend)."""
+    torch.manual_seed(0)
+    net = Net()
+    g = torch.Generator().manual_seed(1)
+    X, Y = torch.randn(64, 3, 6, 6, generator=g), torch.randn(64, 3, generator=g)
+    opt = optloom.optimizer(f"{SPECS}/{spec}.opt", net.named_parameters(), backend="eager", name=name, **hyper)
+    loss0 = None
+    for t in range(1, steps + 1):
+        if lr_at is not None:
+            opt.param_groups[0]["lr"] = lr_at(t)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(net(X), Y)
+        loss.backward()
+        opt.step()
+        loss0 = float(loss.detach()) if loss0 is None else loss0
+    with torch.no_grad():
+        final = float(torch.nn.functional.mse_loss(net(X), Y))
+    assert math.isfinite(final) and final < 0.8 * loss0, (loss0, final)
+
+
+def check_bitwise_resume(spec: str, name: str | None, hyper: dict,
+                         lr_at: Callable[[int], float] | None = None) -> None:
+    """10 steps, state_dict → fresh parameters + fresh optimizer → 10 more == 20 straight, bitwise.
+    A tall matrix, the conv and the bias: graph builds dominate the runtime, so the straight run
+    is the first optimizer continued."""
+    keys = ("tall", "conv", "bias")
+    init = {k: v for k, v in params(3).items() if k in keys}
+    gen = torch.Generator().manual_seed(4)
+    grads = [{k: torch.randn(SHAPES[k], generator=gen) for k in keys} for _ in range(20)]
+
+    def make(values):
+        ps = {k: torch.nn.Parameter(v.clone()) for k, v in values.items()}
+        return ps, optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
+
+    def run(ps, opt, gs, t0):
+        for i, gd in enumerate(gs):
+            if lr_at is not None:
+                opt.param_groups[0]["lr"] = lr_at(t0 + i)
+            for k, p in ps.items():
+                p.grad = gd[k].clone()
+            opt.step()
+
+    ps_a, opt_a = make(init)
+    run(ps_a, opt_a, grads[:10], 1)
+    sd = copy.deepcopy(opt_a.state_dict())
+    ps_c, opt_c = make({k: p.detach() for k, p in ps_a.items()})
+    opt_c.load_state_dict(sd)
+    run(ps_a, opt_a, grads[10:], 11)  # 20 straight
+    run(ps_c, opt_c, grads[10:], 11)  # 10, resume, 10
+    for k in keys:
+        assert torch.equal(ps_a[k], ps_c[k]), k
