@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from .context import Ctx
-from .orthogonalize import NS_PRESETS
+from .orthogonalize import newton_schulz
 from .registry import Tensor, primitive
 
 
@@ -108,26 +108,15 @@ def svd_polar(x: Tensor) -> Tensor:
     return U @ Vh
 
 
-def ns_polar(x: Tensor, table, safety: float, eps: float) -> Tensor:
-    X = x.to(compute_dtype(x))
-    tall = X.shape[-2] > X.shape[-1]
-    if tall:
-        X = X.transpose(-2, -1)
-    X = X / (torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True) * safety).clamp(min=eps)
-    for a, b, c in table:
-        A = X @ X.transpose(-2, -1)
-        X = a * X + (b * A + c * (A @ A)) @ X
-    return X.transpose(-2, -1) if tall else X
-
-
 DEFAULT_STEPS = {"ns": 5, "polar_express": 5, "qdwh": 6, "svd": 0}
 PolarMethod = Literal["ns", "polar_express", "qdwh", "svd"]
 PolarSteps = Optional[Annotated[int, Field(ge=1, le=100)]]
 
 
-def _ns_table(method: str, steps: int):
-    table, safety, eps = NS_PRESETS["muon" if method == "ns" else "polar_express"]
-    return [table[min(k, len(table) - 1)] for k in range(steps)], safety, eps
+def _ns_args(x: Tensor, method: str) -> dict:
+    """``ns``/``polar_express`` are ``newton_schulz`` presets, run in float32 or better."""
+    return dict(coeffs="muon" if method == "ns" else "polar_express",
+                dtype="float64" if x.dtype == torch.float64 else "float32")
 
 
 @primitive(family="orthogonalize", elementwise=False, needs_matrix=True,
@@ -149,7 +138,7 @@ def polar(ctx: Ctx, x: Tensor, method: PolarMethod = "svd", steps: PolarSteps = 
         return svd_polar(x)
     if method == "qdwh":
         return qdwh(x, steps)
-    return ns_polar(x, *_ns_table(method, steps))
+    return newton_schulz.fn(ctx, x, steps=steps, **_ns_args(x, method))
 
 
 @polar.reference
@@ -166,13 +155,7 @@ def _(ctx, x, method, steps):
             Q, _ = torch.linalg.qr(torch.cat([c ** 0.5 * X, torch.eye(n, dtype=X.dtype)]))
             X = b / c * X + (a - b / c) / c ** 0.5 * Q[:-n] @ Q[-n:].T
         return X.T if x.shape[0] < x.shape[1] else X
-    table, safety, eps = _ns_table(method, steps)
-    X = x.T if x.shape[0] > x.shape[1] else x
-    X = X / max(float(X.norm()) * safety, eps)
-    for a, b, c in table:
-        A = X @ X.T
-        X = a * X + (b * A + c * A @ A) @ X
-    return X.T if x.shape[0] > x.shape[1] else X
+    return newton_schulz.ref(ctx, x, steps=steps, **_ns_args(x, method))
 
 
 @primitive(family="reductions", elementwise=False, needs_matrix=True, output="scalar",
