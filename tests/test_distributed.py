@@ -325,3 +325,16 @@ def test_dcp_round_trip_across_world_sizes_is_bitwise(runs, spec):
     for k, v in got["two_ranks"].items():
         assert torch.equal(got["one_process"][k], v), f"2 ranks -> 1 process: {k}"
         assert torch.equal(got["two_ranks_resumed"][k], v), f"1 process -> 2 ranks: {k}"
+
+
+INDUCTOR_SPECS = ["adamw", "muon"]
+
+
+@pytest.mark.slow
+def test_fsdp2_matches_single_process_inductor():
+    """The inductor backend compiles the same whole-step graph on plain local / gathered tensors
+    (the collectives stay outside the compiled graph). ≈80 s: two ranks compile at once."""
+    with tempfile.TemporaryDirectory() as out:
+        _spawn(_fsdp_worker, out, INDUCTOR_SPECS, "inductor", deadline=400)
+        for spec in INDUCTOR_SPECS:
+            _close(torch.load(os.path.join(out, f"fsdp_{spec}_inductor.pt"))["params"], _reference(spec, "inductor"))
