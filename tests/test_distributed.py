@@ -161,6 +161,7 @@ def _fsdp_worker(rank: int, out: str, specs: list[str], backend: str) -> None:
 
 def _failure_worker(rank: int, out: str) -> None:
     from optloom.compiler.distributed import DistributedStepError
+    from optloom.compiler.optimizer import NonFiniteGradientError
 
     model = _fsdp_model()
     opt = optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"])
@@ -189,7 +190,21 @@ def _failure_worker(rank: int, out: str) -> None:
         for p, st in opt.state.items() for k, v in st.items())
     opt._runner.run = run
     opt.step()  # the next step runs normally on both ranks
-    torch.save({"message": message, "unchanged": unchanged}, os.path.join(out, f"fail_{rank}.pt"))
+    opt.zero_grad(set_to_none=True)
+    # a NaN in one rank's shard of a bias (an AdamW flat bucket, which communicates nothing)
+    nn.functional.cross_entropy(model(idx[rank * 4:(rank + 1) * 4]), y[rank * 4:(rank + 1) * 4]).backward()
+    if rank == 0:
+        model.l1.bias.grad.to_local()[0] = float("nan")
+    before = {k: v.to_local().clone() for k, v in model.named_parameters()}
+    try:
+        opt.step()
+    except NonFiniteGradientError as e:
+        nonfinite = str(e)
+    else:
+        nonfinite = "no error"
+    unchanged = unchanged and all(torch.equal(before[k], v.to_local()) for k, v in model.named_parameters())
+    torch.save({"message": message, "unchanged": unchanged, "nonfinite": nonfinite},
+               os.path.join(out, f"fail_{rank}.pt"))
 
 
 def _halves_step(model: nn.Module, opt: torch.optim.Optimizer, s: int) -> None:
@@ -248,6 +263,7 @@ def _dcp_worker(rank: int, out: str, spec: str) -> None:
         for s in range(5, 10):
             if s == 7:
                 dcp.save(_ckpt(single, sopt), checkpoint_id=c7, no_dist=True)
+                torch.save(sopt.state_dict(), c7 + ".plain.pt")  # full tensors, as torch.save writes them
             _halves_step(single, sopt, s)
         results["one_process"] = full(single)
     dist.barrier()
@@ -257,6 +273,14 @@ def _dcp_worker(rank: int, out: str, spec: str) -> None:
     for s in range(7, 10):
         _train_step(model, opt, s, rank)
     results["two_ranks_resumed"] = full(model)
+    # a one-process optimizer state_dict (plain full tensors) loads into the sharded optimizer too
+    model = _fsdp_model()
+    opt = optloom.optimizer(spec, model.named_parameters(), **SPECS[spec])
+    _load(model, opt, c7, no_dist=False)
+    opt.load_state_dict(torch.load(c7 + ".plain.pt"))
+    for s in range(7, 10):
+        _train_step(model, opt, s, rank)
+    results["two_ranks_from_plain"] = full(model)
     if rank == 0:
         torch.save(results, os.path.join(out, f"dcp_{spec}.pt"))
 
@@ -317,6 +341,7 @@ def test_failing_rank_raises_everywhere_and_changes_nothing(runs):
         got = torch.load(os.path.join(runs, f"fail_{rank}.pt"))
         assert "rank 1: RuntimeError: injected failure" in got["message"], got["message"]
         assert got["unchanged"]
+        assert "non-finite gradient" in got["nonfinite"], got["nonfinite"]
 
 
 @pytest.mark.parametrize("spec", DCP_SPECS)
@@ -325,6 +350,7 @@ def test_dcp_round_trip_across_world_sizes_is_bitwise(runs, spec):
     for k, v in got["two_ranks"].items():
         assert torch.equal(got["one_process"][k], v), f"2 ranks -> 1 process: {k}"
         assert torch.equal(got["two_ranks_resumed"][k], v), f"1 process -> 2 ranks: {k}"
+        assert torch.equal(got["two_ranks_from_plain"][k], v), f"plain state_dict -> 2 ranks: {k}"
 
 
 INDUCTOR_SPECS = ["adamw", "muon"]
