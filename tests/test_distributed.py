@@ -30,7 +30,8 @@ SPECS = {"adamw": {}, "muon": {"ns_dtype": "float32"}, "aro": {}, "polargrad": {
 
 class Net(nn.Module):
     """Embedding and head (AdamW in the matrix specs), biases, two (12, 12) matrices in one stacked
-    bucket, and (7, 12) / (12, 7) matrices whose rows do not split evenly over 2 ranks."""
+    bucket, (7, 12) / (12, 7) matrices whose rows do not split evenly over 2 ranks, and a scalar
+    and a (1, 12) matrix that rank 1 holds no rows of."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,12 +42,15 @@ class Net(nn.Module):
         self.l4 = nn.Linear(12, 7)
         self.l5 = nn.Linear(7, 12)
         self.head = nn.Linear(12, 5)
+        # fewer rows than ranks: rank 1 holds an empty shard of each (a flat and a stacked bucket)
+        self.scale = nn.Parameter(torch.ones(1))
+        self.gate = nn.Parameter(torch.full((1, 12), 0.5))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.embed(idx).mean(1)
         for layer in (self.l1, self.l2, self.l3, self.l4, self.l5):
             x = torch.tanh(layer(x))
-        return self.head(x)
+        return self.head(x * self.gate * self.scale)
 
 
 def _data(step: int) -> tuple[torch.Tensor, torch.Tensor]:

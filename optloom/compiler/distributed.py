@@ -198,7 +198,8 @@ def step(opt: Any, work: list[Bucket]) -> None:
         grads = [[opt._grad(p) for p in b.params] for b in work]
         local = [b.local(g) if isinstance(b, ShardedBucket) else g for b, g in zip(work, grads)]
         if opt.nonfinite != "ignore":
-            nonfinite = int(not opt._all_finite([g for gs in local for g in gs]))
+            nonempty = [g for gs in local for g in gs if g.numel()]  # a rank may hold 0 rows of a shard
+            nonfinite = int(bool(nonempty) and not opt._all_finite(nonempty))
         runtime = [opt._runtime(b) for b in work]
     except Exception as e:  # noqa: BLE001 - reported to every rank below
         failed = e
