@@ -207,7 +207,17 @@ def _failure_worker(rank: int, out: str) -> None:
     else:
         nonfinite = "no error"
     unchanged = unchanged and all(torch.equal(before[k], v.to_local()) for k, v in model.named_parameters())
-    torch.save({"message": message, "unchanged": unchanged, "nonfinite": nonfinite},
+    # parameters of matrix rules are not gathered again while every rank's rows equal its replica;
+    # an in-place edit of one rank's rows is noticed and the parameters are gathered again
+    opt.zero_grad(set_to_none=True)
+    collectives = []
+    for s in range(3):
+        if s == 2 and rank == 0:
+            with torch.no_grad():
+                model.l2.weight.to_local().mul_(0.5)
+        _train_step(model, opt, 6 + s, rank)
+        collectives.append(opt.comm_stats["collectives"])
+    torch.save({"message": message, "unchanged": unchanged, "nonfinite": nonfinite, "collectives": collectives},
                os.path.join(out, f"fail_{rank}.pt"))
 
 
@@ -346,6 +356,8 @@ def test_failing_rank_raises_everywhere_and_changes_nothing(runs):
         assert "rank 1: RuntimeError: injected failure" in got["message"], got["message"]
         assert got["unchanged"]
         assert "non-finite gradient" in got["nonfinite"], got["nonfinite"]
+        steady, edited = got["collectives"][1:]
+        assert edited == 2 * steady, got["collectives"]  # gradient gathers only, then + parameter gathers
 
 
 @pytest.mark.parametrize("spec", DCP_SPECS)

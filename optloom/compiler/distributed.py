@@ -68,6 +68,15 @@ class ShardedBucket(Bucket):
     """A bucket of DTensor parameters. ``flat``: local shards; ``stacked``: full matrices."""
 
     distributed = True
+    replica: torch.Tensor | None = None  # stacked: the full (B, *shape) parameters after the last step
+
+    def replica_valid(self) -> bool:
+        """Do this rank's rows still equal the replica (one local read, no communication)?"""
+        if self.replica is None:
+            return False
+        lo, hi = row_range(self.params[0].shape[0], self.params[0].device_mesh.size(),
+                           self.params[0].device_mesh.get_local_rank())
+        return all(torch.equal(p.to_local(), r[lo:hi]) for p, r in zip(self.params, self.replica.unbind(0)))
 
     @property
     def pg(self) -> Any:
@@ -171,12 +180,13 @@ class CommStats:
 
 
 def _vote(failed: BaseException | None, flag: int, group: Any) -> tuple[bool, int, list[str]]:
-    """All ranks agree: did any rank fail, and the max of ``flag`` (1 = non-finite gradients)."""
-    t = torch.tensor([1 if failed is not None else 0, flag], dtype=torch.int64)
+    """All ranks agree: did any rank fail, and the bitwise OR of ``flag`` over ranks (1 = non-finite
+    gradients, 2 = a stale parameter replica)."""
+    t = torch.tensor([1 if failed is not None else 0, flag & 1, flag & 2], dtype=torch.int64)
     dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else t.device
     t = t.to(dev)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
-    any_failed, flag = bool(t[0]), int(t[1])
+    any_failed, flag = bool(t[0]), int(t[1]) | int(t[2])
     msgs: list[str] = []
     if any_failed:
         mine = f"{type(failed).__name__}: {failed}" if failed is not None else None
@@ -191,7 +201,7 @@ def step(opt: Any, work: list[Bucket]) -> None:
     group = next(b.pg for b in work if isinstance(b, ShardedBucket))
     stats = CommStats()
     failed: BaseException | None = None
-    nonfinite = 0
+    nonfinite, stale = 0, True
     try:  # phase 1: local preparation (anything here may raise on one rank only)
         for b in work:
             opt._ensure_graph(b)
@@ -200,10 +210,12 @@ def step(opt: Any, work: list[Bucket]) -> None:
         if opt.nonfinite != "ignore":
             nonempty = [g for gs in local for g in gs if g.numel()]  # a rank may hold 0 rows of a shard
             nonfinite = int(bool(nonempty) and not opt._all_finite(nonempty))
+        stale = any(isinstance(b, ShardedBucket) and b.layout == "stacked" and not b.replica_valid() for b in work)
         runtime = [opt._runtime(b) for b in work]
     except Exception as e:  # noqa: BLE001 - reported to every rank below
         failed = e
-    any_failed, nonfinite, msgs = _vote(failed, nonfinite, group)
+    any_failed, flags, msgs = _vote(failed, nonfinite | (2 if failed is None and stale else 0), group)
+    nonfinite, stale = flags & 1, bool(flags & 2)
     if any_failed:
         raise DistributedStepError("distributed step failed before any communication; nothing was changed. "
                                    + "; ".join(msgs)) from failed
@@ -220,7 +232,9 @@ def step(opt: Any, work: list[Bucket]) -> None:
         sharded = isinstance(b, ShardedBucket)
         if sharded and b.layout == "stacked":
             grad = b.full(g, stats)
-            param = b.full(list(b.params), stats)
+            # every rank computed every full matrix last step: its replica is the parameter unless
+            # some rank's rows changed since (a load, an in-place edit) -- then gather it again
+            param = b.full(list(b.params), stats) if stale else b.replica
             world = b.params[0].device_mesh.size()
             stats.minimum += 2 * grad.numel() * grad.element_size() * (world - 1) // world
         else:
@@ -238,6 +252,9 @@ def step(opt: Any, work: list[Bucket]) -> None:
         failed = e
     any_failed, _, msgs = _vote(failed, 0, group)
     if any_failed:
+        for b in work:  # graphs may have written into the replicas: gather them again next step
+            if isinstance(b, ShardedBucket):
+                b.replica = None
         raise DistributedStepError("distributed step failed on " + "; ".join(msgs)
                                    + "; no rank applied any part of the step") from failed
     # phase 4: commit (local copies only)
@@ -247,6 +264,8 @@ def step(opt: Any, work: list[Bucket]) -> None:
         b.step.add_(1)
         if isinstance(b, ShardedBucket):
             b.write_back(args[0])
+            if b.layout == "stacked":
+                b.replica = args[0]
         else:
             torch._foreach_copy_([p.detach() for p in b.params], b.members(args[0]))
     opt.comm_stats = stats.as_dict()
