@@ -101,7 +101,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(fn, *args, deadline: float = 120.0) -> None:
+def _spawn(fn, *args, deadline: float = 240.0) -> None:
     """Run ``fn(rank, *args)`` on WORLD gloo ranks; fail (and kill them) after ``deadline`` s."""
     port = _free_port()
     ctx = mp.start_processes(_entry, args=(port, fn, args), nprocs=WORLD, join=False, start_method="spawn")
@@ -121,7 +121,7 @@ def _entry(rank: int, port: int, fn, args) -> None:
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=30))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
     try:
         fn(rank, *args)
     finally:
