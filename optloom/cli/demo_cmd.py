@@ -13,7 +13,7 @@ FALLBACK = "lion"
 DEMO_SETTINGS: dict[str, dict[str, float]] = {
     "adamw": {"lr": 1e-3},
     "muon": {"lr": 0.02, "adam_lr": 3e-3},
-    "aro": {"lr": 5e-3, "adam_lr": 3e-3},
+    "aro": {"lr": 2e-3, "adam_lr": 3e-3},
     "lion": {"lr": 3e-4},
 }
 

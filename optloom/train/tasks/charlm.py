@@ -105,9 +105,9 @@ class CharLM(Task):
 
     name = "charlm"
     description = "4-layer d=128 decoder-only transformer, byte-level, on the Python stdlib source"
-    steps = 300
-    eval_every = 25
-    target = 2.0
+    steps = 200
+    eval_every = 20
+    target = 2.2
     d, layers, heads, context, batch = 128, 4, 4, 128, 16
     val_windows = 64
 
