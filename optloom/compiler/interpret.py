@@ -87,3 +87,23 @@ def structural_names(rule: ir.RuleIR, hyperparams: dict[str, ir.HyperParam]) -> 
 def runtime_names(rule: ir.RuleIR, hyperparams: dict[str, ir.HyperParam]) -> list[str]:
     """Hyperparameters a rule's graph takes as 0-d tensor inputs (changes never recompile)."""
     return sorted(n for n in hyper_names(rule) if hyperparams[n].runtime)
+
+
+def _in_frames(node: ir.Call, ctx: Ctx, fn: Any, inputs: list[Any], args: dict[str, Any]) -> Any:
+    """Run a stateful stage inside rotated frames: its state lives in the parameter's frame, so it
+    is mapped into the current frame when read and back when written."""
+    frames = [f for f in node.frames if f is not node]
+    ops = [ctx.states[f.state_names[f.prim.frame.state]] for f in frames]  # type: ignore[union-attr]
+    full = {node.state_names[s.name] for s in node.prim.state}  # type: ignore[union-attr]
+    before = {k: ctx.states[k] for k in full if k in ctx.states}
+    for k, v in before.items():
+        for f, op in zip(frames, ops):
+            v = f.prim.frame.enter(v, op)  # type: ignore[union-attr]
+        ctx.states[k] = v
+    out = fn(ctx, *inputs, **args)
+    for k in full:
+        v = ctx.states[k]
+        for f, op in zip(reversed(frames), reversed(ops)):
+            v = f.prim.frame.leave(v, op)  # type: ignore[union-attr]
+        ctx.states[k] = v
+    return out
