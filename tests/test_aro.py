@@ -174,3 +174,17 @@ def test_non_linear_state_inside_a_frame_is_rejected():
     spec = "optimizer o(lr = 0.1) { m: ndim == 2 => grad |> rotate |> adam((0.9, 0.99), 1e-8) |> apply(lr) }"
     with pytest.raises(optloom.SpecError, match="non-linear state"):
         optloom.compile(spec)
+
+
+def test_identity_rotation_with_sign_is_signum_direction():
+    """With R fixed at the identity, the frame is the parameter's own and the sign base map gives
+    sign(M): ARO reduces to Signum with EMA momentum (§16.6). Checked on the frame primitives,
+    for a wide and a tall matrix (the tall one is rotated on its column side)."""
+    from optloom.primitives.normalizers import base_map_fn
+
+    torch.manual_seed(19)
+    for shape in [(5, 9), (9, 5)]:
+        M = torch.randn(1, *shape, dtype=torch.float64)
+        eye = torch.eye(min(shape), dtype=torch.float64)[None]
+        out = frame_back(base_map_fn(frame_in(M, eye), "sign"), eye)
+        assert torch.equal(out, torch.sign(M))

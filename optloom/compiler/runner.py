@@ -13,6 +13,7 @@ import torch
 import torch.fx as fx
 
 from .buckets import Bucket
+from .passes import split_scalar_prologue
 
 BACKENDS = ("eager", "inductor")
 
@@ -32,11 +33,28 @@ class StepRunner:
             for b, args in zip(work, inputs):
                 b.fn(*args)  # type: ignore[misc]
             return
+        parts = [_split(b.fn_key, b.fn) for b in work]
+        flat: list[Any] = []
+        for (prologue, _), args in zip(parts, inputs):
+            flat += args
+            if prologue is not None:
+                flat += prologue(*args)  # the 0-d arithmetic, once, outside the elementwise loops
         key = tuple(b.fn_key for b in work)
         fn = _COMPILED.get(key)
         if fn is None:
-            fn = _COMPILED[key] = _whole_step([b.fn for b in work], [len(a) for a in inputs])  # type: ignore[misc]
-        fn(*(t for args in inputs for t in args))
+            counts = [len(a) + (len(pro(*a)) if pro is not None else 0) for (pro, _), a in zip(parts, inputs)]
+            fn = _COMPILED[key] = _whole_step([main for _, main in parts], counts)
+        fn(*flat)
+
+
+_SPLIT: dict[tuple, tuple[Any, Any]] = {}
+
+
+def _split(key: tuple, gm: Any) -> tuple[Any, Any]:
+    """(prologue or None, main graph) of a bucket's step graph, cached by its graph key."""
+    if key not in _SPLIT:
+        _SPLIT[key] = split_scalar_prologue(gm) or (None, gm)
+    return _SPLIT[key]
 
 
 def _whole_step(graphs: list[Callable[..., None]], counts: list[int]) -> Callable[..., None]:
