@@ -18,14 +18,7 @@ SHAPES = [(12, 8), (8, 12), (10, 10)]  # tall, wide, square
 B = 3
 F64 = torch.float64
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matrices: torch's thread pool only adds contention (measured 250x slower on a loaded
-    2-core machine); restored after this module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.spec_harness import one_thread  # noqa: E402,F401 (autouse: one torch thread)
 
 
 

@@ -34,14 +34,7 @@ ANY_SHAPES = [(7,), (5, 3), (4, 3, 2, 2)]
 # against SVD oracles elsewhere).
 TOL = {"float64": 1e-9, "float32": 5e-5, "float16": 5e-2, "bfloat16": 0.25}
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matrices: torch's thread pool only adds contention (measured 250x slower on a loaded
-    2-core machine); restored after this module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.spec_harness import one_thread  # noqa: E402,F401 (autouse: one torch thread)
 
 
 

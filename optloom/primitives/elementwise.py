@@ -50,26 +50,19 @@ def _(ctx, x, lo, hi):
     return x.clamp(min=float(lo), max=float(hi))
 
 
-@primitive(family="elementwise", examples=("min(0.5)",))
-def min_(ctx: Ctx, x: Tensor, other: float = 0.0) -> Tensor:
-    """Elementwise minimum ``min(x, other)``."""
-    return torch.minimum(x, _t(ctx.bcast(other, x), x))
+def _bound(name: str, op, clamp_side: str, doc: str):
+    def impl(ctx: Ctx, x: Tensor, other: float = 0.0) -> Tensor:
+        return op(x, _t(ctx.bcast(other, x), x))
+
+    impl.__doc__ = doc
+    impl.__name__ = name
+    prim = primitive(family="elementwise", name=name, examples=(f"{name}(0.5)",))(impl)
+    prim.reference(lambda ctx, x, other: x.clamp(**{clamp_side: float(other)}))
+    return prim
 
 
-@min_.reference
-def _(ctx, x, other):
-    return x.clamp(max=float(other))
-
-
-@primitive(family="elementwise", examples=("max(0.5)",))
-def max_(ctx: Ctx, x: Tensor, other: float = 0.0) -> Tensor:
-    """Elementwise maximum ``max(x, other)``."""
-    return torch.maximum(x, _t(ctx.bcast(other, x), x))
-
-
-@max_.reference
-def _(ctx, x, other):
-    return x.clamp(min=float(other))
+min_ = _bound("min", torch.minimum, "max", "Elementwise minimum ``min(x, other)``.")
+max_ = _bound("max", torch.maximum, "min", "Elementwise maximum ``max(x, other)``.")
 
 
 @primitive(family="elementwise", examples=("soft_threshold(0.1)",))
