@@ -35,14 +35,14 @@ class StepRunner:
             return
         parts = [_split(b.fn_key, b.fn) for b in work]
         flat: list[Any] = []
+        counts: list[int] = []
         for (prologue, _), args in zip(parts, inputs):
-            flat += args
-            if prologue is not None:
-                flat += prologue(*args)  # the 0-d arithmetic, once, outside the elementwise loops
+            hoisted = prologue(*args) if prologue is not None else ()  # the 0-d arithmetic, once
+            flat += [*args, *hoisted]
+            counts.append(len(args) + len(hoisted))
         key = tuple(b.fn_key for b in work)
         fn = _COMPILED.get(key)
         if fn is None:
-            counts = [len(a) + (len(pro(*a)) if pro is not None else 0) for (pro, _), a in zip(parts, inputs)]
             fn = _COMPILED[key] = _whole_step([main for _, main in parts], counts)
         fn(*flat)
 
