@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable
 
 import torch
@@ -45,8 +46,9 @@ class Bucket:
     grad_buf: torch.Tensor | None = None
     _ptrs: list[int] = field(default_factory=list)
 
-    @property
+    @cached_property
     def meta(self) -> BucketMeta:
+        """Layout, buffer shape, dtype, device (fixed: a bucket's members never change)."""
         p = self.params[0]
         if self.layout == "flat":
             shape: tuple[int, ...] = (sum(q.numel() for q in self.params),)
