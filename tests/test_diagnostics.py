@@ -36,6 +36,11 @@ class Bad:
     severity: str = "error"
 
 
+def one(body: str, hypers: str = "lr = 0.1") -> str:
+    """A one-rule spec whose body starts at line 2, column 10."""
+    return f"optimizer o({hypers}) {{\n  all => {body}\n}}\n"
+
+
 H = "optimizer o(lr = 0.1) {\n"  # a one-line header; rules follow on line 2
 
 CASES = [
@@ -121,10 +126,34 @@ CASES = [
     Bad("def-sees-no-hyperparameters", "def f(x) = x * lr\n" + spec(), "unknown name 'lr' in def 'f'", 1, 16),
     Bad("def-named-like-primitive", "def ema(x) = x\n" + spec(), "def 'ema' has the name of a primitive", 1, 1),
     Bad("duplicate-optimizer", spec() + spec(), "'o' is defined twice (first at line 1)", 6, 1),
-    Bad("feedback-state", H + "  all =>\n    state R = 1\n    grad |> apply(lr)\n}\n",
-        "feedback state (`state`) is not supported yet", 3, 5),
-    Bad("state-assign", H + "  all =>\n    R <- grad\n    grad |> apply(lr)\n}\n",
-        "state assignment (`<-`) is not supported yet", 3, 5),
+    # ---- feedback state and the language forms every / gate / restart
+    Bad("state-never-assigned", H + "  all =>\n    state R = zeros(grad)\n    grad + R |> apply(lr)\n}\n",
+        "state 'R' is never assigned", 3, 5, severity="warning"),
+    Bad("assign-undeclared", H + "  all =>\n    R <- grad\n    grad |> apply(lr)\n}\n",
+        "'R' is not a feedback state", 3, 5, hint="state R = zeros(grad)"),
+    Bad("assign-let", H + "  all =>\n    let a = grad\n    a <- grad\n    a |> apply(lr)\n}\n",
+        "'a' is not a feedback state", 4, 5, hint="`let` binding"),
+    Bad("state-in-def", "def f(x) {\n  state R = zeros(x)\n  x\n}\n" + one("grad |> f |> apply(lr)"),
+        "`state` belongs at the top of a rule body", 2, 3),
+    Bad("state-bad-init", H + "  all =>\n    state R = grad |> ema(0.9)\n    R <- grad\n    R |> apply(lr)\n}\n",
+        "state 'R' must start from an initializer or a number", 3, 15, hint="eye(x"),
+    Bad("state-bad-dtype", H + "  all =>\n    state R: f16 = zeros(grad)\n    R <- grad\n    R |> apply(lr)\n}\n",
+        "unknown state dtype 'f16'", 3, 5),
+    Bad("state-twice", H + "  all =>\n    state R = zeros(grad)\n    state R = zeros(grad)\n"
+        "    R <- grad\n    R |> apply(lr)\n}\n", "state 'R' declared twice", 4, 5),
+    Bad("scalar-state-gets-tensor", H + "  all =>\n    state n = 0.0\n    n <- grad\n    grad * n |> apply(lr)\n}\n",
+        "holds one number per parameter; this assigns a tensor", 4, 10),
+    Bad("every-zero", one("every(0, grad |> sign) |> apply(lr)"), "every(T, ...): T must be >= 1", 2, 16),
+    Bad("every-zero-default", one(hypers="lr = 0.1, T: int = 0", body="every(T, grad) |> apply(lr)"),
+        "(hyperparameter 'T' defaults to 0)", 2, 16),
+    Bad("every-float-period", one("every(lr, grad) |> apply(lr)"),
+        "T must be an int literal or an int hyperparameter", 2, 16),
+    Bad("every-piped", one("grad |> every(3) |> apply(lr)"), "`every` is a language form", 2, 18,
+        hint="every(T, value)"),
+    Bad("every-no-value", one("every(3) |> apply(lr)"), "every needs 'value'", 2, 10),
+    Bad("gate-tensor-mask", one("gate(grad, grad) |> apply(lr)"), "the mask is one value per parameter", 2, 15),
+    Bad("gate-nested", one("gate(sample_layers(0.5), gate(sample_layers(0.5), grad)) |> apply(lr)"),
+        "gates cannot nest", 2, 35),
     # ---- syntax
     Bad("truncated", H + "  all => grad |>", "unexpected end of file", 2, 17),
     Bad("truncated-header", "optimizer o(lr = ", "unexpected end of file", 1, 18),

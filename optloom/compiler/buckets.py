@@ -44,6 +44,8 @@ class Bucket:
     fn_key: tuple = ()
     param_buf: torch.Tensor | None = None  # owned storage: params are views of it
     grad_buf: torch.Tensor | None = None
+    host_step: int = 0  # the step count on the host: picks the step graph of every(T)/restart(T) rules
+    rule_group: tuple[int, ...] = ()  # ids of all parameters of the rule, for group samplers
     _ptrs: list[int] = field(default_factory=list)
 
     @cached_property
@@ -99,7 +101,7 @@ class Bucket:
     def materialize(self, hypers: dict[str, Any], adopted: list[dict[str, torch.Tensor]]) -> None:
         """Discover state shapes and allocate buffers, adopting existing per-parameter state."""
         meta = self.meta
-        self.specs = discover_states(self.rule, meta, hypers)
+        self.specs = discover_states(self.rule, meta, hypers, self.rule_group)
         ids = torch.tensor(self.ids, dtype=torch.int64, device=meta.device)
         for spec in self.specs:
             if all(spec.name in a for a in adopted):
@@ -120,7 +122,7 @@ class Bucket:
             idx = [i for i, k in enumerate(keep) if k == flag]
             # type(self): keeps the subclass (distributed.ShardedBucket for FSDP2 DTensor parameters)
             b = type(self)(self.rule, self.group, [self.params[i] for i in idx], [self.ids[i] for i in idx],
-                           self.step.clone(), self.layout)
+                           self.step.clone(), self.layout, host_step=self.host_step, rule_group=self.rule_group)
             if self.param_buf is not None:
                 b.own_params()
             b.specs = self.specs

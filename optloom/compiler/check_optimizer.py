@@ -89,7 +89,7 @@ def check_optimizer(rep: Reporter, opt: A.Optimizer, defs: dict[str, A.Def], sou
         checker.rejected = rejected
         n_errors = sum(d.severity == "error" for d in rep.diagnostics)
         try:
-            result = checker.block(rule.body, {})
+            result = checker.block(rule.body, {}, top=True)
         except _Abort:
             result = None
         if result is None or sum(d.severity == "error" for d in rep.diagnostics) > n_errors:
@@ -138,7 +138,7 @@ def _check_selector(rep: Reporter, rule: A.Rule, hypers: dict[str, ir.HyperParam
 
 
 def _finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.Node) -> ir.RuleIR | None:
-    nodes = ir.walk(result)
+    nodes = ir.walk([result, *(v for _, v in checker.writes)])
     calls = [n for n in nodes if isinstance(n, ir.Call)]
     applies = [c for c in calls if c.prim.writes_param and not c.prim.lr_from_apply]  # type: ignore[union-attr]
     if not applies:
@@ -151,10 +151,14 @@ def _finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.N
                 rep.error(f"{c.prim.name} cannot tell which lr to use: give `lr =`", c.span)  # type: ignore[union-attr]
                 return None
             c.args["lr"] = applies[0].args["lr"]
+    refs = [n for n in nodes if isinstance(n, ir.StateRef)]
     elementwise = all(c.prim.elementwise for c in calls) and not any(n.kind == "scalar" for n in nodes) and \
+        all(r.init.elementwise for r in refs) and \
         not any(isinstance(n, ir.Op) and n.op in ("@", "transpose") for n in nodes)  # type: ignore[union-attr]
     states = [ir.StateInfo(full, c.prim.name, next(s.doc for s in c.prim.state if s.name == local))  # type: ignore[union-attr]
               for c in calls for local, full in c.state_names.items()]
+    states += [ir.StateInfo(r.name, "state", f"feedback state, starts as {r.init.name}") for r in refs]  # type: ignore[union-attr]
+    states += [ir.StateInfo(n.name, "every", "value cached by every(T, ...)") for n in nodes if isinstance(n, ir.Every)]
     return ir.RuleIR(rule.label, rule.selector, result, states, "flat" if elementwise else "stacked",
-                     sorted({c.prim.name for c in calls}), rule.span, dict(checker.labels))  # type: ignore[union-attr]
-
+                     sorted({c.prim.name for c in calls}), rule.span, dict(checker.labels),
+                     writes=list(checker.writes), periods=list(checker.periods))  # type: ignore[union-attr]

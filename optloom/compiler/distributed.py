@@ -262,6 +262,7 @@ def step(opt: Any, work: list[Bucket]) -> None:
         for s, new in zip(b.specs, args[4: 4 + len(b.specs)]):
             b.states[s.name].copy_(new)
         b.step.add_(1)
+        b.host_step += 1
         if isinstance(b, ShardedBucket):
             b.write_back(args[0])
             if b.layout == "stacked":

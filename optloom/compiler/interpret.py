@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..primitives.context import Ctx
+from ..primitives.registry import State
 from . import ir
 
 _BIN = {
@@ -18,11 +19,34 @@ _BIN = {
 
 
 def run_rule(rule: ir.RuleIR, ctx: Ctx, grad: torch.Tensor, hypers: dict[str, Any], reference: bool = False) -> Any:
-    """Run ``rule`` once: updates ``ctx.param`` and ``ctx.states`` functionally; returns the result."""
+    """Run ``rule`` once: updates ``ctx.param`` and ``ctx.states`` functionally; returns the result.
+    Subgraphs under an ``every(T, ...)`` that does not refresh this step are not evaluated."""
     values: dict[int, Any] = {}
-    for node in ir.walk(rule.result):
+    cached = lambda n: isinstance(n, ir.Every) and not _starts(ctx, n.period, hypers)  # noqa: E731
+    for node in ir.walk(rule.roots, prune=cached):
         values[id(node)] = _eval(node, values, ctx, grad, hypers, reference)
+    for name, node in rule.writes:
+        ctx.states[name] = values[id(node)]
     return values[id(rule.result)]
+
+
+def period_value(node: ir.Node, hypers: dict[str, Any]) -> int:
+    """The T of an every/restart: a literal or a structural int hyperparameter."""
+    return int(node.value if isinstance(node, ir.Const) else hypers[node.name])  # type: ignore[attr-defined]
+
+
+def phases(rule: ir.RuleIR, hypers: dict[str, Any], step: int) -> tuple[tuple[int, bool], ...]:
+    """Which periods of ``rule`` start at (1-based) ``step``: part of a step graph's identity."""
+    return tuple(sorted({(t, (step - 1) % t == 0) for t in (period_value(p, hypers) for p in rule.periods)}))
+
+
+def _starts(ctx: Ctx, period: ir.Node, hypers: dict[str, Any]) -> bool:
+    t = period_value(period, hypers)
+    if t in ctx.phases:
+        return ctx.phases[t]
+    if isinstance(ctx.step, torch.Tensor):
+        raise RuntimeError(f"internal: the step graph was built without the phase of period {t}")
+    return (int(ctx.step) - 1) % t == 0
 
 
 def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, hypers: dict[str, Any],
@@ -53,6 +77,21 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
         elif kb == "scalar" and ka == "tensor":
             b = ctx.bcast(b, a)
         return _BIN[node.op](a, b)
+    if isinstance(node, ir.StateRef):
+        init, args = node.init, node.init_args
+        spec = State(node.name, init=lambda c, x: init.fn(c, x, **args), dtype=node.dtype)  # type: ignore[union-attr]
+        return ctx.bind({node.name: node.name}, {node.name: spec}).state(node.name, get(node.like))
+    if isinstance(node, ir.Every):
+        if not _starts(ctx, node.period, hypers):  # type: ignore[arg-type]
+            return ctx.states[node.name]
+        value = get(node.value)
+        ctx.bind({node.name: node.name}, {node.name: State(node.name)}).state(node.name, value)
+        ctx.states[node.name] = value
+        return value
+    if isinstance(node, ir.Gate):
+        mask, then = get(node.mask), get(node.then)
+        other = get(node.other) if node.other is not None else torch.zeros_like(then)
+        return torch.where(ctx.bcast(mask, then), then, other)
     if isinstance(node, ir.Leave):
         frame = node.frame
         op = ctx.states[frame.state_names[frame.prim.frame.state]]  # type: ignore[union-attr]
@@ -63,6 +102,8 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
         fn = prim.ref if reference and prim.ref is not None else prim.fn
         inputs = [get(i) for i in node.inputs]
         args = {k: get(v) for k, v in node.args.items()}
+        if node.restart is not None or node.guard is not None:
+            return _scoped_call(node, ctx, fn, inputs, args, get, hypers)
         ctx.bind(node.state_names, {s.name: s for s in prim.state})
         if node.prim.state and [f for f in node.frames if f is not node]:
             return _in_frames(node, ctx, fn, inputs, args)
@@ -70,12 +111,47 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
     raise TypeError(f"unknown IR node {type(node).__name__}")
 
 
+def _scoped_call(node: ir.Call, ctx: Ctx, fn: Any, inputs: list[Any], args: dict[str, Any], get: Any,
+                 hypers: dict[str, Any]) -> Any:
+    """A call inside ``restart(T, ...)`` (its state starts afresh when a period starts and it sees
+    the step counted within the period) and/or ``gate(mask, ...)`` (its state and parameter
+    writes are kept only where the mask holds)."""
+    prim = node.prim
+    specs = {s.name: s for s in prim.state}  # type: ignore[union-attr]
+    ctx.bind(node.state_names, specs)
+    step = ctx.step
+    if node.restart is not None:
+        t = period_value(node.restart, hypers)  # type: ignore[arg-type]
+        if _starts(ctx, node.restart, hypers):  # type: ignore[arg-type]
+            for full in node.state_names.values():
+                ctx.states.pop(full, None)
+        ctx.step = torch.remainder(step - 1, t) + 1 if isinstance(step, torch.Tensor) else (int(step) - 1) % t + 1
+    old = {}
+    if node.guard is not None:
+        like = inputs[0] if inputs else ctx.param
+        old = {full: ctx.state(local, like) for local, full in node.state_names.items()}
+        param = ctx.param
+    try:
+        out = fn(ctx, *inputs, **args)
+    finally:
+        ctx.step = step
+    if node.guard is not None:
+        mask = get(node.guard)
+        for full, before in old.items():
+            ctx.states[full] = torch.where(ctx.bcast(mask, before), ctx.states[full], before)
+        if prim.writes_param:  # type: ignore[union-attr]
+            ctx.param = torch.where(ctx.bcast(mask, param), ctx.param, param)
+    return out
+
+
 def hyper_names(rule: ir.RuleIR) -> frozenset[str]:
     """Hyperparameters the rule's graph reads (computed once per rule)."""
     names = rule.__dict__.get("_hyper_names")
     if names is None:
         names = rule.__dict__["_hyper_names"] = frozenset(
-            n.name for n in ir.walk(rule.result) if isinstance(n, ir.Hyper))
+            n.name for n in ir.walk(rule.roots) if isinstance(n, ir.Hyper))
+        names |= {p.name for p in rule.periods if isinstance(p, ir.Hyper)}  # periods key the graphs
+        rule.__dict__["_hyper_names"] = names
     return names
 
 

@@ -9,7 +9,7 @@ compile-time constant per param group; changing it rebuilds the step),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from ..dsl import ast as A
 from ..dsl.diagnostics import NO_SPAN, Span
@@ -71,9 +71,52 @@ class Call(Node):
     args: dict[str, Node] = field(default_factory=dict)
     state_names: dict[str, str] = field(default_factory=dict)  # local -> unique per rule
     label: str | None = None
+    guard: Node | None = None  # inside gate(mask, ...): state and parameter writes kept where mask holds
+    restart: Node | None = None  # inside restart(T, ...): T; its state starts afresh every T steps
 
     def children(self) -> list[Node]:
-        return [*self.inputs, *self.args.values()]
+        return [*self.inputs, *self.args.values(), *([self.guard] if self.guard is not None else [])]
+
+
+@dataclass(eq=False)
+class StateRef(Node):
+    """Feedback state ``name`` as it was at the start of the step (``state NAME = init``).
+    ``init`` is an initializer primitive applied to ``like``, of which it reads only the shape."""
+
+    name: str = ""
+    init: Primitive | None = None
+    init_args: dict[str, Any] = field(default_factory=dict)
+    like: Node | None = None
+    dtype: str | None = None
+
+    def children(self) -> list[Node]:
+        return [self.like]  # type: ignore[list-item]
+
+
+@dataclass(eq=False)
+class Every(Node):
+    """``every(T, value)``: ``value`` is computed on steps 1, T+1, 2T+1, … and cached in state
+    ``name``; on the other steps its subgraph does not run."""
+
+    period: Node | None = None  # a structural int
+    value: Node | None = None
+    name: str = ""
+
+    def children(self) -> list[Node]:
+        return [self.value]  # type: ignore[list-item]
+
+
+@dataclass(eq=False)
+class Gate(Node):
+    """``gate(mask, then, else)``: per parameter, ``then`` where ``mask`` holds, else ``other``
+    (zeros when absent). Calls made only by a branch carry the branch's mask as their guard."""
+
+    mask: Node | None = None
+    then: Node | None = None
+    other: Node | None = None
+
+    def children(self) -> list[Node]:
+        return [n for n in (self.mask, self.then, self.other) if n is not None]
 
 
 @dataclass(eq=False)
@@ -120,6 +163,18 @@ class RuleIR:
     primitives: list[str]
     span: Span = NO_SPAN
     labels: dict[str, Call] = field(default_factory=dict)
+    writes: list[tuple[str, Node]] = field(default_factory=list)  # feedback state <- final value
+    periods: list[Node] = field(default_factory=list)  # the T of every `every`/`restart`, in order
+
+    @property
+    def uses_group(self) -> bool:
+        """Some primitive reads the rule's parameter group (its graphs depend on the group)."""
+        return any(isinstance(n, Call) and n.prim is not None and n.prim.group for n in walk(self.roots))
+
+    @property
+    def roots(self) -> list[Node]:
+        """What one step computes: the result and the final value of each feedback state."""
+        return [self.result, *(v for _, v in self.writes)]
 
     @property
     def selector_text(self) -> str:
@@ -150,11 +205,13 @@ class OptimizerIR:
     span: Span = NO_SPAN
 
 
-def walk(root: Node) -> list[Node]:
-    """All nodes reachable from ``root`` in dependency (post-)order, each once."""
+def walk(root: Node | list[Node], prune: Callable[[Node], bool] | None = None) -> list[Node]:
+    """All nodes reachable from ``root`` (or several roots) in dependency (post-)order, each once.
+    ``prune(node)`` true: the node is kept but its children are not visited through it."""
     seen: set[int] = set()
     order: list[Node] = []
-    stack: list[tuple[Node, bool]] = [(root, False)]
+    roots = root if isinstance(root, list) else [root]
+    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
     while stack:
         node, done = stack.pop()
         if done:
@@ -164,6 +221,8 @@ def walk(root: Node) -> list[Node]:
             continue
         seen.add(id(node))
         stack.append((node, True))
+        if prune is not None and prune(node):
+            continue
         for child in reversed(node.children()):
             if id(child) not in seen:
                 stack.append((child, False))

@@ -18,7 +18,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from ..primitives.context import Ctx
 from . import ir, passes
-from .interpret import run_rule
+from .interpret import phases, run_rule
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,10 @@ class BucketMeta:
     device: torch.device
 
 
-def discover_states(rule: ir.RuleIR, meta: BucketMeta, hypers: dict[str, Any]) -> list[StateSpec]:
-    """Which state buffers the rule needs on this layout, in first-use order."""
+def discover_states(rule: ir.RuleIR, meta: BucketMeta, hypers: dict[str, Any],
+                    group: tuple[int, ...] = ()) -> list[StateSpec]:
+    """Which state buffers the rule needs on this layout, in first-use order (found on a step
+    where every period starts, so every cached value is computed)."""
     found: list[StateSpec] = []
 
     def init_state(full: str, like: torch.Tensor, spec: Any) -> torch.Tensor:
@@ -57,9 +59,16 @@ def discover_states(rule: ir.RuleIR, meta: BucketMeta, hypers: dict[str, Any]) -
         p = torch.zeros(meta.shape, dtype=meta.dtype, device=meta.device)
         g = torch.zeros(meta.shape, dtype=meta.dtype, device=meta.device)
         ctx = Ctx(layout=meta.layout, param=p, step=torch.ones((), dtype=torch.float64, device=meta.device),  # type: ignore[arg-type]
-                  states={}, init_state=init_state, ids=torch.zeros(meta.shape[0], dtype=torch.int64, device=meta.device))
+                  states={}, init_state=init_state, ids=_fake_ids(meta, group), group=group,
+                  phases={t: True for t, _ in phases(rule, hypers, 1)})
         run_rule(rule, ctx, g, _fake_hypers(hypers, meta.device))
     return found
+
+
+def _fake_ids(meta: BucketMeta, group: tuple[int, ...]) -> torch.Tensor:
+    ids = list(group[: meta.shape[0]]) if group else []
+    ids += [0] * (meta.shape[0] - len(ids))
+    return torch.tensor(ids, dtype=torch.int64, device=meta.device)
 
 
 def _fake_hypers(hypers: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -72,16 +81,18 @@ def _is_runtime(v: Any) -> bool:
 
 
 def lower(rule: ir.RuleIR, meta: BucketMeta, states: list[StateSpec], structural: dict[str, Any],
-          runtime: list[str]) -> fx.GraphModule:
+          runtime: list[str], phase: tuple[tuple[int, bool], ...] = (), group: tuple[int, ...] = ()) -> fx.GraphModule:
     """Trace the rule into a GraphModule ``f(param, grad, step, ids, *states, *runtime)`` that
-    updates ``param`` and the state buffers in place."""
+    updates ``param`` and the state buffers in place. ``phase``: which periods start this step
+    (one graph per phase pattern); ``group``: the ids of the rule's parameters (samplers)."""
     names = [s.name for s in states]
 
     def step_fn(param, grad, step, ids, *rest):
         bufs = dict(zip(names, rest[: len(names)]))
         hyp = dict(structural)
         hyp.update(zip(runtime, rest[len(names):]))
-        ctx = Ctx(layout=meta.layout, param=param, step=step, states=dict(bufs), ids=ids)  # type: ignore[arg-type]
+        ctx = Ctx(layout=meta.layout, param=param, step=step, states=dict(bufs), ids=ids,  # type: ignore[arg-type]
+                  phases=dict(phase), group=group)
         run_rule(rule, ctx, grad, hyp)
         for name, buf in bufs.items():
             if ctx.states[name] is not buf:
@@ -89,10 +100,12 @@ def lower(rule: ir.RuleIR, meta: BucketMeta, states: list[StateSpec], structural
         param.copy_(ctx.param)
 
     dev = meta.device
-    example = [torch.zeros(meta.shape, dtype=meta.dtype, device=dev), torch.zeros(meta.shape, dtype=meta.dtype, device=dev),
-               torch.ones((), dtype=torch.float64, device=dev), torch.zeros(meta.shape[0], dtype=torch.int64, device=dev)]
-    example += [torch.zeros(s.shape, dtype=s.dtype, device=dev) for s in states]
-    example += [torch.ones((), dtype=torch.float64, device=dev) for _ in runtime]
+    # fake examples (make_fx picks up their mode): real zeros of a 124M-entry bucket cost seconds
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        example = [torch.zeros(meta.shape, dtype=meta.dtype, device=dev), torch.zeros(meta.shape, dtype=meta.dtype, device=dev),
+                   torch.ones((), dtype=torch.float64, device=dev), torch.zeros(meta.shape[0], dtype=torch.int64, device=dev)]
+        example += [torch.zeros(s.shape, dtype=s.dtype, device=dev) for s in states]
+        example += [torch.ones((), dtype=torch.float64, device=dev) for _ in runtime]
     gm = make_fx(step_fn, tracing_mode="fake")(*example)
     passes.optimize(gm)
     return gm

@@ -13,7 +13,7 @@ import torch
 
 from .buckets import Bucket, bucket_key, scalar_dtype
 from . import distributed
-from .interpret import runtime_names, structural_names
+from .interpret import phases, runtime_names, structural_names
 from .lower import lower
 from .program import Program
 from .runner import BACKENDS, StepRunner
@@ -118,6 +118,7 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             if self.param_storage == "bucket" and not b.owns_params():
                 b.own_params()
             b.step += 1
+            b.host_step += 1
             param = b.param_buf if self.param_storage == "bucket" else b.gather([p.detach() for p in b.params])
             inputs.append([param, g, b.step, self._id_tensor(b), *(b.states[s.name] for s in b.specs), *rt])
         self._runner.run(work, inputs)
@@ -198,7 +199,8 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
         rule = self._routes[p0]
         cls = distributed.ShardedBucket if distributed.is_sharded(p0) else Bucket  # FSDP2 DTensors
         b = cls(rule, group, params, [self._ids[p] for p in params],
-                torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), rule.layout)
+                torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), rule.layout,
+                host_step=int(step), rule_group=self._rule_group(rule))
         adopted = [dict(self.state.get(p, {})) for p in params]
         b.materialize(self._hypers(b), adopted)
         if self.param_storage == "bucket":
@@ -220,15 +222,21 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
         group = self.param_groups[b.group]
         structural = {n: _freeze(group[n]) for n in structural_names(b.rule, self.program.hyperparams)}
         meta = b.meta
+        phase = phases(b.rule, structural, b.host_step + 1)  # the step about to run
+        group = b.rule_group if b.rule.uses_group else ()
         key = (self.program.hash, self.program.name, b.rule.label, meta.layout, meta.shape, meta.dtype, str(meta.device),
-               tuple(sorted(structural.items())), tuple((s.name, s.shape, s.dtype) for s in b.specs))
+               tuple(sorted(structural.items())), tuple((s.name, s.shape, s.dtype) for s in b.specs), phase, group)
         if b.fn is not None and b.fn_key == key:
             return
         if key not in _GRAPHS:
             self.program.validate_hyperparams(structural, f"param group {b.group}: ")
-            gm = lower(b.rule, meta, b.specs, structural, runtime_names(b.rule, self.program.hyperparams))
+            gm = lower(b.rule, meta, b.specs, structural, runtime_names(b.rule, self.program.hyperparams), phase, group)
             _GRAPHS[key] = gm
         b.fn, b.fn_key = _GRAPHS[key], key
+
+    def _rule_group(self, rule: Any) -> tuple[int, ...]:
+        """Ids of every parameter routed to ``rule``, in parameter order (group samplers' population)."""
+        return tuple(sorted(i for p, i in self._ids.items() if self._routes[p] is rule))
 
     def _runtime(self, b: Bucket) -> list[torch.Tensor]:
         group = self.param_groups[b.group]

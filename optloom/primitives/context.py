@@ -21,9 +21,11 @@ class Ctx:
 
     def __init__(self, *, layout: Layout, param: Tensor, step: Tensor | float, states: dict[str, Tensor],
                  init_state: Callable[[str, Tensor, Any], Tensor] | None = None, lr: Any = None,
-                 ids: Tensor | int = 0):
+                 ids: Tensor | int = 0, phases: dict[int, bool] | None = None, group: tuple[int, ...] = ()):
         self.layout = layout
         self.ids = ids  # stable per-parameter ids: (B,) int64 when stacked, an int when single
+        self.phases = phases or {}  # period T -> does a period start at this step (every, restart)
+        self.group = group  # ids of every parameter of this rule, in order (group samplers)
         self.param = param
         self.step = step
         self.states = states
@@ -50,6 +52,15 @@ class Ctx:
 
     def set_state(self, local: str, value: Tensor) -> None:
         self.states[self._names.get(local, local)] = value
+
+    def group_position(self) -> Tensor | int:
+        """Each member's position in its rule's parameter group (``(B,)`` or an int)."""
+        if not self.group:
+            raise RuntimeError("this primitive needs the rule's parameter group, which was not given")
+        if isinstance(self.ids, Tensor):
+            table = torch.tensor(self.group, dtype=torch.int64, device=self.ids.device)
+            return torch.searchsorted(table, self.ids)
+        return self.group.index(int(self.ids))
 
     # -- shapes
     @property

@@ -35,7 +35,7 @@ Positive = typing.Annotated[float, Field(gt=0.0)]
 NonNegative = typing.Annotated[float, Field(ge=0.0)]
 
 Family = Literal["moments", "elementwise", "reductions", "orthogonalize", "spectral", "subspace",
-                 "shape", "apply", "routing", "math"]
+                 "shape", "apply", "routing", "math", "init", "sampling"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ class Primitive:
     ref: Callable[..., Any] | None = None
     examples: tuple[str, ...] = ()
     frame: Frame | None = None
+    group: bool = False  # reads the rule's parameter group (ctx.group): samplers
 
     def reference(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: register the per-parameter reference implementation."""
@@ -150,6 +151,7 @@ def primitive(
     lr_from_apply: bool = False,
     name: str | None = None,
     examples: tuple[str, ...] = (),
+    group: bool = False,
 ) -> Callable[[Callable[..., Any]], Primitive]:
     """Declare a primitive; the decorated function is its batched implementation."""
 
@@ -171,7 +173,7 @@ def primitive(
             name=prim_name, fn=fn, family=family, doc=inspect.getdoc(fn) or "", inputs=tuple(inputs),
             args=args, state=state, elementwise=elementwise, needs_matrix=needs_matrix,
             reads_param=reads_param or writes_param, writes_param=writes_param, output=output,
-            lr_from_apply=lr_from_apply, examples=examples,
+            lr_from_apply=lr_from_apply, examples=examples, group=group,
         )
         REGISTRY[prim_name] = prim
         return prim

@@ -1,0 +1,70 @@
+"""Group samplers: which parameters of a rule are active this step (Drop-Muon §11, FRUGAL's
+block projector §10.1). A sampler returns one boolean per parameter for ``gate(mask, ...)``.
+
+The population is the rule's parameters in the order they were given (``ctx.group``); a draw is
+a pure function of ``(seed, period index, position)`` by the counter-based hash of
+:mod:`optloom.primitives.subspace`, so it traces into graphs, needs no RNG state, and a run
+resumed at the same step draws the same sets.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+
+from .context import Ctx
+from .registry import Tensor, primitive
+from .subspace import Seed, hash_key, hash_stream, py_hash_stream
+
+Density = Annotated[float, Field(gt=0.0, le=1.0)]
+Period = Annotated[int, Field(ge=1)]
+
+
+def _count(density: float, b: int) -> int:
+    return max(1, min(b, round(b * density)))
+
+
+@primitive(family="sampling", elementwise=False, output="scalar", group=True,
+           examples=("sample_layers(0.25)", "sample_layers(0.5, \"cyclic\", period = 3)",
+                     "sample_layers(order = \"suffix\", seed = 4)"))
+def sample_layers(ctx: Ctx, density: Density = 0.25, order: Literal["random", "cyclic", "suffix"] = "random",
+                  period: Period = 1, seed: Seed = 0) -> Tensor:
+    """Active parameters of the rule's group of ``b``, re-drawn every ``period`` steps
+    (``k = ⌊(t−1)/period⌋`` the draw's index, positions ``0…b−1`` in parameter order):
+
+    * ``random``: ``a = max(1, round(b·density))`` positions, uniformly without replacement
+      (the ``a`` smallest hashes of ``(seed, k, j)``);
+    * ``cyclic``: FRUGAL's ``descending`` order — the list reversed, a window of ``a`` positions
+      advancing by ``a`` per draw: active iff ``(b−1−j − k·a) mod b < a``;
+    * ``suffix``: Drop-Muon's default — ``s`` uniform in ``{0…b−1}``, active iff ``j ≥ s``
+      (``density`` unused).
+    """
+    pos = ctx.group_position()
+    b = len(ctx.group)
+    a = _count(density, b)
+    step = torch.as_tensor(ctx.step)
+    k = torch.div(step - 1, period, rounding_mode="floor").to(torch.int64)
+    pos_t = torch.as_tensor(pos, device=step.device)
+    if order == "cyclic":
+        return torch.remainder(b - 1 - pos_t - k * a, b) < a
+    key = hash_key(seed, k, 0).to(step.device)
+    if order == "suffix":
+        s = torch.div(hash_stream(key, 1)[..., 0] * b, 2**32, rounding_mode="floor")
+        return pos_t >= s
+    rank = torch.argsort(torch.argsort(hash_stream(key, b), stable=True), stable=True)
+    return rank[pos_t] < a
+
+
+@sample_layers.reference
+def _(ctx, density, order, period, seed):
+    pos, b = ctx.group.index(int(ctx.ids)), len(ctx.group)
+    a = _count(density, b)
+    k = (int(ctx.step) - 1) // period
+    if order == "cyclic":
+        return torch.tensor((b - 1 - pos - k * a) % b < a)
+    h = py_hash_stream(seed, k, 0, b)
+    if order == "suffix":
+        return torch.tensor(pos >= h[0] * b // 2**32)
+    chosen = sorted(range(b), key=lambda j: (h[j], j))[:a]
+    return torch.tensor(pos in chosen)
