@@ -50,13 +50,15 @@ class Composite:
 
 def run_pair(spec: str, hyper: dict, make_side: Callable[[dict], Any], name: str | None = None,
              steps: int = STEPS, seed: int = 0, grad_scale: float = 1.0,
-             schedule: Callable[[int], float] | None = None) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+             schedule: Callable[[int], float] | None = None,
+             dtype: torch.dtype = torch.float32) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Run the spec and the reference side by side on fresh random gradients. ``schedule(t)``
     (1-based) sets ``param_groups[0]["lr"]`` before step t, as an lr scheduler would, and is told to
-    the reference. Returns the norm-wise relative error of each parameter's displacement ``W_t − W_0``
+    the reference. ``dtype``: the spec side's parameter dtype (float64 isolates the algorithm from
+    float32 rounding). Returns the norm-wise relative error of each parameter's displacement ``W_t − W_0``
     and the spec's final parameters (float64)."""
     init = params(seed)
-    ps = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
+    ps = {k: torch.nn.Parameter(v.clone().to(dtype)) for k, v in init.items()}
     opt = optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
     side = make_side(init)
     gen = torch.Generator().manual_seed(1000 + seed)
@@ -66,7 +68,7 @@ def run_pair(spec: str, hyper: dict, make_side: Callable[[dict], Any], name: str
             opt.param_groups[0]["lr"] = lr
         grads = {k: torch.randn(s, generator=gen) * grad_scale for k, s in SHAPES.items()}
         for k, p in ps.items():
-            p.grad = grads[k].clone()
+            p.grad = grads[k].clone().to(dtype)
         opt.step()
         side.step({k: g.double() for k, g in grads.items()}, t, lr)
     errs = {}

@@ -133,6 +133,8 @@ def _tol(prim, args: dict) -> float:
 def test_fast_matches_reference(prim, example):
     if len(prim.inputs) != 1:
         pytest.skip(f"{prim.name} takes {len(prim.inputs)} tensor inputs; the contract feeds one")
+    if prim.reduces_group:
+        pytest.skip(f"{prim.name} reduces across a bucket's members by definition (tests/test_forms.py)")
     args = _bind(prim, example)
     fast_args = _tensorize(prim, args)
     tol = _tol(prim, args)

@@ -46,6 +46,7 @@ class Bucket:
     grad_buf: torch.Tensor | None = None
     host_step: int = 0  # the step count on the host: picks the step graph of every(T)/restart(T) rules
     rule_group: tuple[int, ...] = ()  # ids of all parameters of the rule, for group samplers
+    probe_fn: Callable[..., Any] | None = None  # group reductions: the per-member values to reduce
     _ptrs: list[int] = field(default_factory=list)
 
     @cached_property

@@ -151,6 +151,14 @@ def _finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.N
                 rep.error(f"{c.prim.name} cannot tell which lr to use: give `lr =`", c.span)  # type: ignore[union-attr]
                 return None
             c.args["lr"] = applies[0].args["lr"]
+    reductions = [c for c in calls if c.prim.reduces_group]  # type: ignore[union-attr]
+    for i, c in enumerate(reductions):
+        c.reduction = i
+        inner = [n for n in ir.walk(c.inputs[0]) if isinstance(n, ir.Call) and n.prim.reduces_group]  # type: ignore[union-attr]
+        if inner:
+            rep.error("a group reduction cannot depend on another group reduction", c.span,
+                      "each step reduces across the group once: reduce values computed without one")
+            return None
     refs = [n for n in nodes if isinstance(n, ir.StateRef)]
     elementwise = all(c.prim.elementwise for c in calls) and not any(n.kind == "scalar" for n in nodes) and \
         all(r.init.elementwise for r in refs) and \

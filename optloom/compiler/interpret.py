@@ -102,6 +102,11 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
         fn = prim.ref if reference and prim.ref is not None else prim.fn
         inputs = [get(i) for i in node.inputs]
         args = {k: get(v) for k, v in node.args.items()}
+        if node.reduction is not None and ctx.reduced is not None:
+            return ctx.reduced[node.reduction].expand(() if ctx.layout == "single" else inputs[0].shape[:1])
+        if node.reduction is not None and ctx.probe is not None:
+            x = inputs[0]
+            ctx.probe[node.reduction] = x if x.ndim <= 1 or ctx.layout == "single" else x.sum(dim=ctx.reduce_dims(x))
         if node.restart is not None or node.guard is not None:
             return _scoped_call(node, ctx, fn, inputs, args, get, hypers)
         ctx.bind(node.state_names, {s.name: s for s in prim.state})

@@ -73,6 +73,7 @@ class Call(Node):
     label: str | None = None
     guard: Node | None = None  # inside gate(mask, ...): state and parameter writes kept where mask holds
     restart: Node | None = None  # inside restart(T, ...): T; its state starts afresh every T steps
+    reduction: int | None = None  # a group reduction: its index among the rule's reductions
 
     def children(self) -> list[Node]:
         return [*self.inputs, *self.args.values(), *([self.guard] if self.guard is not None else [])]
@@ -165,6 +166,12 @@ class RuleIR:
     labels: dict[str, Call] = field(default_factory=dict)
     writes: list[tuple[str, Node]] = field(default_factory=list)  # feedback state <- final value
     periods: list[Node] = field(default_factory=list)  # the T of every `every`/`restart`, in order
+
+    @property
+    def reductions(self) -> list[Call]:
+        """The rule's group reductions (across buckets), in index order."""
+        found = [n for n in walk(self.roots) if isinstance(n, Call) and n.reduction is not None]
+        return sorted(found, key=lambda c: c.reduction)  # type: ignore[arg-type, return-value]
 
     @property
     def uses_group(self) -> bool:

@@ -81,18 +81,29 @@ def _is_runtime(v: Any) -> bool:
 
 
 def lower(rule: ir.RuleIR, meta: BucketMeta, states: list[StateSpec], structural: dict[str, Any],
-          runtime: list[str], phase: tuple[tuple[int, bool], ...] = (), group: tuple[int, ...] = ()) -> fx.GraphModule:
-    """Trace the rule into a GraphModule ``f(param, grad, step, ids, *states, *runtime)`` that
-    updates ``param`` and the state buffers in place. ``phase``: which periods start this step
-    (one graph per phase pattern); ``group``: the ids of the rule's parameters (samplers)."""
+          runtime: list[str], phase: tuple[tuple[int, bool], ...] = (), group: tuple[int, ...] = (),
+          probe: bool = False) -> fx.GraphModule:
+    """Trace the rule into a GraphModule ``f(param, grad, step, ids, *states, *runtime, *reduced)``
+    that updates ``param`` and the state buffers in place. ``phase``: which periods start this step
+    (one graph per phase pattern); ``group``: the ids of the rule's parameters (samplers);
+    ``reduced``: one 0-d input per group reduction (the value reduced over all buckets).
+    ``probe=True`` traces the pure graph ``f(param, grad, step, ids, *states, *runtime)`` that
+    returns each group reduction's per-member input instead (nothing is written)."""
     names = [s.name for s in states]
+    n_reduced = 0 if probe else len(rule.reductions)
 
     def step_fn(param, grad, step, ids, *rest):
         bufs = dict(zip(names, rest[: len(names)]))
         hyp = dict(structural)
-        hyp.update(zip(runtime, rest[len(names):]))
+        hyp.update(zip(runtime, rest[len(names): len(names) + len(runtime)]))
         ctx = Ctx(layout=meta.layout, param=param, step=step, states=dict(bufs), ids=ids,  # type: ignore[arg-type]
                   phases=dict(phase), group=group)
+        if probe:
+            ctx.probe = {}
+            run_rule(rule, ctx, grad, hyp)
+            return tuple(ctx.probe[c.reduction] for c in rule.reductions)  # type: ignore[index]
+        if n_reduced:
+            ctx.reduced = list(rest[len(names) + len(runtime):])
         run_rule(rule, ctx, grad, hyp)
         for name, buf in bufs.items():
             if ctx.states[name] is not buf:
@@ -100,12 +111,11 @@ def lower(rule: ir.RuleIR, meta: BucketMeta, states: list[StateSpec], structural
         param.copy_(ctx.param)
 
     dev = meta.device
-    # fake examples (make_fx picks up their mode): real zeros of a 124M-entry bucket cost seconds
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        example = [torch.zeros(meta.shape, dtype=meta.dtype, device=dev), torch.zeros(meta.shape, dtype=meta.dtype, device=dev),
-                   torch.ones((), dtype=torch.float64, device=dev), torch.zeros(meta.shape[0], dtype=torch.int64, device=dev)]
-        example += [torch.zeros(s.shape, dtype=s.dtype, device=dev) for s in states]
-        example += [torch.ones((), dtype=torch.float64, device=dev) for _ in runtime]
+    example = [torch.zeros(meta.shape, dtype=meta.dtype, device=dev), torch.zeros(meta.shape, dtype=meta.dtype, device=dev),
+               torch.ones((), dtype=torch.float64, device=dev), torch.zeros(meta.shape[0], dtype=torch.int64, device=dev)]
+    example += [torch.zeros(s.shape, dtype=s.dtype, device=dev) for s in states]
+    example += [torch.ones((), dtype=torch.float64, device=dev) for _ in runtime]
+    example += [torch.ones((), dtype=meta.dtype, device=dev) for _ in range(n_reduced)]
     gm = make_fx(step_fn, tracing_mode="fake")(*example)
     passes.optimize(gm)
     return gm

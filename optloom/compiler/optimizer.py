@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .buckets import Bucket, bucket_key, scalar_dtype
-from . import distributed
+from . import distributed, ir
+from ..primitives.reductions import group_combine
 from .interpret import phases, runtime_names, structural_names
 from .lower import lower
 from .program import Program
@@ -121,6 +122,8 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             b.host_step += 1
             param = b.param_buf if self.param_storage == "bucket" else b.gather([p.detach() for p in b.params])
             inputs.append([param, g, b.step, self._id_tensor(b), *(b.states[s.name] for s in b.specs), *rt])
+        if any(b.probe_fn is not None for b in work):
+            self._reduce_groups(work, inputs)
         self._runner.run(work, inputs)
         if self.param_storage == "model":
             for b, args in zip(work, inputs):
@@ -230,9 +233,29 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             return
         if key not in _GRAPHS:
             self.program.validate_hyperparams(structural, f"param group {b.group}: ")
-            gm = lower(b.rule, meta, b.specs, structural, runtime_names(b.rule, self.program.hyperparams), phase, group)
-            _GRAPHS[key] = gm
+            runtime = runtime_names(b.rule, self.program.hyperparams)
+            _GRAPHS[key] = lower(b.rule, meta, b.specs, structural, runtime, phase, group)
+            if b.rule.reductions:
+                _GRAPHS[(*key, "probe")] = lower(b.rule, meta, b.specs, structural, runtime, phase, group, probe=True)
         b.fn, b.fn_key = _GRAPHS[key], key
+        b.probe_fn = _GRAPHS.get((*key, "probe"))
+
+    def _reduce_groups(self, work: list[Bucket], inputs: list[list[Any]]) -> None:
+        """Group reductions: run every bucket's probe, reduce each rule's values over all its
+        buckets, and append the reduced 0-d values to the buckets' graph inputs."""
+        local: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)
+        for b, args in zip(work, inputs):
+            if b.probe_fn is not None:
+                for k, v in enumerate(b.probe_fn(*args)):
+                    local[(b.rule.label, k)].append(v.reshape(-1))
+        for b, args in zip(work, inputs):
+            if b.probe_fn is None:
+                continue
+            hypers = self._hypers(b)
+            for k, call in enumerate(b.rule.reductions):
+                op = call.args["op"]
+                op = op.value if isinstance(op, ir.Const) else hypers[op.name]  # type: ignore[attr-defined]
+                args.append(group_combine(torch.cat(local[(b.rule.label, k)]), op))
 
     def _rule_group(self, rule: Any) -> tuple[int, ...]:
         """Ids of every parameter routed to ``rule``, in parameter order (group samplers' population)."""

@@ -26,6 +26,10 @@ class Ctx:
         self.ids = ids  # stable per-parameter ids: (B,) int64 when stacked, an int when single
         self.phases = phases or {}  # period T -> does a period start at this step (every, restart)
         self.group = group  # ids of every parameter of this rule, in order (group samplers)
+        # group reductions across buckets: the probe pass records each reduction's local values,
+        # the step pass reads the reduced values (one 0-d tensor per reduction, in rule order)
+        self.probe: dict[int, Tensor] | None = None
+        self.reduced: list[Tensor] | None = None
         self.param = param
         self.step = step
         self.states = states

@@ -21,6 +21,43 @@ def _(ctx, x):
     return (x ** 2).sum().sqrt()
 
 
+@primitive(family="reductions", elementwise=False, output="scalar", examples=("l1_norm",))
+def l1_norm(ctx: Ctx, x: Tensor) -> Tensor:
+    """Entrywise ℓ1 norm of each parameter: ``‖x‖₁ = Σ |x|`` (the dual of the max-entry norm of sign
+    updates, LANTON §13)."""
+    return x.abs().sum(dim=ctx.reduce_dims(x))
+
+
+@l1_norm.reference
+def _(ctx, x):
+    return x.abs().sum()
+
+
+GroupOp = Literal["min", "max", "mean", "sum", "none"]
+_GROUP_OPS = {"min": torch.amin, "max": torch.amax, "mean": torch.mean, "sum": torch.sum}
+
+
+def group_combine(values: Tensor, op: str) -> Tensor:
+    """Reduce the per-parameter values of a whole group (a 1-D tensor) to one 0-d value."""
+    return torch.ones((), dtype=values.dtype, device=values.device) if op == "none" else _GROUP_OPS[op](values)
+
+
+@primitive(family="reductions", elementwise=False, output="scalar", reduces_group=True,
+           examples=("fro_norm |> group_reduce(\"min\")", "group_reduce(\"mean\")"))
+def group_reduce(ctx: Ctx, x: Tensor, op: GroupOp = "min") -> Tensor:
+    """Reduce one value per parameter over the rule's whole parameter group — every parameter the
+    rule steps this step, across buckets — and give the result to each of them:
+    ``ρ = min_ℓ x_ℓ`` (``min``), ``max``, ``mean``, ``sum``, or ``1`` (``none``). LANTON's
+    group-normalized layer learning rates (§13). A tensor input is first summed per parameter."""
+    v = x if x.ndim <= 1 else x.sum(dim=ctx.reduce_dims(x))
+    return group_combine(v.reshape(-1), op).expand(v.shape)
+
+
+@group_reduce.reference
+def _(ctx, x, op):
+    return group_combine(x.sum().reshape(1), op).reshape(())
+
+
 @primitive(family="reductions", elementwise=False, output="scalar", examples=("rms",))
 def rms(ctx: Ctx, x: Tensor) -> Tensor:
     """Root mean square of each parameter: ``sqrt(mean(x²))``."""

@@ -110,6 +110,7 @@ class Primitive:
     examples: tuple[str, ...] = ()
     frame: Frame | None = None
     group: bool = False  # reads the rule's parameter group (ctx.group): samplers
+    reduces_group: bool = False  # reduces one value per parameter over the rule's group (all buckets)
 
     def reference(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: register the per-parameter reference implementation."""
@@ -152,6 +153,7 @@ def primitive(
     name: str | None = None,
     examples: tuple[str, ...] = (),
     group: bool = False,
+    reduces_group: bool = False,
 ) -> Callable[[Callable[..., Any]], Primitive]:
     """Declare a primitive; the decorated function is its batched implementation."""
 
@@ -174,6 +176,7 @@ def primitive(
             args=args, state=state, elementwise=elementwise, needs_matrix=needs_matrix,
             reads_param=reads_param or writes_param, writes_param=writes_param, output=output,
             lr_from_apply=lr_from_apply, examples=examples, group=group,
+            reduces_group=reduces_group,
         )
         REGISTRY[prim_name] = prim
         return prim
