@@ -6,6 +6,7 @@ wall-clock deadline, so a failure never hangs."""
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import socket
 import tempfile
@@ -131,14 +132,72 @@ def _entry(rank: int, port: int, fn, args) -> None:
 # ---- workers (run in the spawned ranks) ---------------------------------------------------------
 def _ddp_worker(rank: int, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
+    from optloom.compiler.distributed import replicated
 
     for spec, hyper in SPECS.items():
-        model = DDP(_net())
-        opt = optloom.optimizer(spec, model.named_parameters(), **hyper)
-        _train(model, opt, STEPS, rank, WORLD)
+        for mode in ("plain", "replicated"):
+            model = DDP(_net())
+            opt = optloom.optimizer(spec, model.named_parameters(), **hyper)
+            if mode == "replicated":
+                replicated(opt)
+            _train(model, opt, STEPS, rank, WORLD)
+            if rank == 0:
+                torch.save({k.removeprefix("module."): v.detach() for k, v in model.named_parameters()},
+                           os.path.join(out, f"ddp_{spec}_{mode}.pt"))
+
+
+def _ddp_failure_worker(rank: int, out: str) -> None:
+    """Under DDP with replicated(opt): rank 1 fails after its graphs ran, then rank 0 fails while
+    preparing; every rank must raise, nothing may change, and training must go on afterwards."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from optloom.compiler.distributed import DistributedStepError, replicated
+
+    model = DDP(_net())
+    opt = replicated(optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"]))
+    _train(model, opt, 2, rank, WORLD)
+
+    def snapshot():
+        return ([p.detach().clone() for p in model.parameters()],
+                [{k: v.clone() for k, v in st.items()} for st in opt.state.values()])
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a[0], b[0])) and all(
+            x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x) for x, y in zip(a[1], b[1]))
+
+    run, runtime = opt._runner.run, opt._runtime
+
+    def broken_run(work, inputs):
+        run(work, inputs)  # the graphs ran (into copies) — then this rank fails
+        if rank == 1:
+            raise RuntimeError("injected failure")
+
+    def broken_runtime(b):
         if rank == 0:
-            torch.save({k.removeprefix("module."): v.detach() for k, v in model.named_parameters()},
-                       os.path.join(out, f"ddp_{spec}.pt"))
+            raise ValueError("injected preparation failure")
+        return runtime(b)
+
+    messages, unchanged = [], True
+    for attr, broken in (("run", broken_run), ("runtime", broken_runtime)):
+        idx, y = _data(5)
+        nn.functional.cross_entropy(model(idx[rank * 4:(rank + 1) * 4]), y[rank * 4:(rank + 1) * 4]).backward()
+        before = snapshot()
+        if attr == "run":
+            opt._runner.run = broken
+        else:
+            opt._runtime = broken
+        try:
+            opt.step()
+        except DistributedStepError as e:
+            messages.append(str(e))
+        else:
+            messages.append("no error")
+        unchanged = unchanged and same(before, snapshot())
+        opt._runner.run, opt._runtime = run, runtime
+        opt.zero_grad(set_to_none=True)
+    before = snapshot()
+    _train_step(model, opt, 6, rank)  # the next step runs normally on both ranks
+    torch.save({"messages": messages, "unchanged": unchanged, "moved": not same(before, snapshot())},
+               os.path.join(out, f"ddp_fail_{rank}.pt"))
 
 
 def _fsdp_model():
@@ -157,10 +216,34 @@ def _fsdp_worker(rank: int, out: str, specs: list[str], backend: str) -> None:
     for spec in specs:
         model = _fsdp_model()
         opt = optloom.optimizer(spec, model.named_parameters(), backend=backend, **SPECS[spec])
+        computed = _count_matrices(opt)
         _train(model, opt, STEPS, rank, WORLD)
         full = {k: v.full_tensor().detach() for k, v in model.named_parameters()}
-        if rank == 0:
-            torch.save({"params": full, "comm": opt.comm_stats}, os.path.join(out, f"fsdp_{spec}_{backend}.pt"))
+        names = {id(p): k for k, p in model.named_parameters()}
+        # which state this rank holds per parameter, and the state_dict every rank returns
+        held = {names[id(p)]: sorted(k for k in st if k != "step") for p, st in opt.state.items()}
+        owned = {names[id(p)]: {k: v.detach().clone() for k, v in st.items()
+                                if k != "step" and not hasattr(v, "to_local")} for p, st in opt.state.items()}
+        sd = opt.state_dict()["state"]
+        order = [k for k, _ in model.named_parameters()]
+        saved = {order[i]: {k: v.full_tensor() for k, v in st.items() if hasattr(v, "full_tensor")}
+                 for i, st in sd.items()}
+        torch.save({"params": full, "comm": opt.comm_stats, "computed": computed[0], "held": held,
+                    "owned": owned, "state_dict": saved}, os.path.join(out, f"fsdp_{spec}_{backend}_{rank}.pt"))
+
+
+def _count_matrices(opt) -> list[int]:
+    """Matrices this rank runs a matrix rule's graph on, summed over steps (counted at the runner,
+    independently of the optimizer's own report)."""
+    count = [0]
+    run = opt._runner.run
+
+    def counting(work, inputs):
+        count[0] += sum(args[0].shape[0] for b, args in zip(work, inputs) if b.layout == "stacked")
+        run(work, inputs)
+
+    opt._runner.run = counting
+    return count
 
 
 def _failure_worker(rank: int, out: str) -> None:
@@ -216,7 +299,7 @@ def _failure_worker(rank: int, out: str) -> None:
             with torch.no_grad():
                 model.l2.weight.to_local().mul_(0.5)
         _train_step(model, opt, 6 + s, rank)
-        collectives.append(opt.comm_stats["collectives"])
+        collectives.append((opt.comm_stats["collectives"], opt.comm_stats["bytes"]))
     torch.save({"message": message, "unchanged": unchanged, "nonfinite": nonfinite, "collectives": collectives},
                os.path.join(out, f"fail_{rank}.pt"))
 
@@ -310,6 +393,7 @@ def _train_step(model, opt, s: int, rank: int) -> None:
 def _all_worker(rank: int, out: str) -> None:
     """Everything in one spawn (each spawn costs seconds of interpreter and torch start-up)."""
     _ddp_worker(rank, out)
+    _ddp_failure_worker(rank, out)
     _fsdp_worker(rank, out, list(SPECS), "eager")
     _failure_worker(rank, out)
     for spec in DCP_SPECS:
@@ -334,20 +418,73 @@ def references():
     return {spec: _reference(spec) for spec in SPECS}
 
 
-def test_ddp_matches_single_process(runs, references):
+@pytest.mark.parametrize("mode", ["plain", "replicated"])
+def test_ddp_matches_single_process(runs, references, mode):
     for spec in SPECS:
-        _close(torch.load(os.path.join(runs, f"ddp_{spec}.pt")), references[spec])
+        _close(torch.load(os.path.join(runs, f"ddp_{spec}_{mode}.pt")), references[spec])
+
+
+def test_ddp_failing_rank_raises_everywhere_and_changes_nothing(runs):
+    for rank in range(WORLD):
+        got = torch.load(os.path.join(runs, f"ddp_fail_{rank}.pt"))
+        after_run, in_prep = got["messages"]
+        assert "failed on rank 1: RuntimeError: injected failure" in after_run, after_run
+        assert "no rank applied any part of the step" in after_run, after_run
+        assert "before any communication" in in_prep and "rank 0: ValueError: injected preparation" in in_prep, in_prep
+        assert got["unchanged"] and got["moved"]
+
+
+def _matrices(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Parameters the matrix specs route to their matrix rule: ≥ 2-D, not the embedding or head."""
+    return {k: tuple(p.shape) for k, p in model.named_parameters()
+            if p.ndim >= 2 and not any(w in k for w in ("embed", "head"))}
+
+
+def _minimum_bytes(shapes) -> int:
+    """Each fp32 matrix gathered once to the rank holding most of its rows (torch.chunk over
+    WORLD ranks) and scattered back once: twice the rows that rank lacks."""
+    total = 0
+    for rows, *rest in shapes:
+        most = min(-(-rows // WORLD), rows)
+        total += 2 * (rows - most) * math.prod(rest) * 4
+    return total
+
+
+def _ranks(runs: str, spec: str, backend: str = "eager") -> list[dict]:
+    return [torch.load(os.path.join(runs, f"fsdp_{spec}_{backend}_{r}.pt")) for r in range(WORLD)]
 
 
 def test_fsdp2_matches_single_process_eager(runs, references):
+    want = _minimum_bytes(_matrices(_net()).values())
     for spec in SPECS:
-        saved = torch.load(os.path.join(runs, f"fsdp_{spec}_eager.pt"))
-        _close(saved["params"], references[spec])
-        comm = saved["comm"]
+        saved = _ranks(runs, spec)
+        for r in range(WORLD):
+            _close(saved[r]["params"], references[spec])
+        comm = saved[0]["comm"]
         if spec == "adamw":
             assert comm["bytes"] == 0 and comm["collectives"] == 0
-        else:
-            assert comm["bytes"] >= comm["minimum_bytes"] > 0
+        else:  # at the minimum but for the rows of unevenly split matrices whose owner holds fewer
+            assert comm["minimum_bytes"] == want, comm
+            assert want <= comm["bytes"] <= 1.1 * want and comm["collectives"] == 2, comm
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s != "adamw"])
+def test_fsdp2_spreads_matrix_work_and_state(runs, spec):
+    """Each matrix is computed by exactly one rank per step, no rank computes all of them, its
+    state lives only on that rank, and every rank's state_dict holds it whole (as a DTensor)."""
+    matrices = _matrices(_net())
+    saved = _ranks(runs, spec)
+    computed = [s["computed"] for s in saved]
+    assert sum(computed) == STEPS * len(matrices), computed
+    assert all(0 < c < STEPS * len(matrices) for c in computed), computed
+    for name in matrices:
+        holders = [r for r in range(WORLD) if saved[r]["held"][name]]
+        assert len(holders) == 1, (name, holders)
+        own = saved[holders[0]]["owned"][name]
+        assert own, name
+        for key, value in own.items():
+            for r in range(WORLD):
+                assert torch.equal(saved[r]["state_dict"][name][key], value), (name, key, r)
 
 
 def test_failing_rank_raises_everywhere_and_changes_nothing(runs):
@@ -356,8 +493,11 @@ def test_failing_rank_raises_everywhere_and_changes_nothing(runs):
         assert "rank 1: RuntimeError: injected failure" in got["message"], got["message"]
         assert got["unchanged"]
         assert "non-finite gradient" in got["nonfinite"], got["nonfinite"]
-        steady, edited = got["collectives"][1:]
-        assert edited == 2 * steady, got["collectives"]  # gradient gathers only, then + parameter gathers
+        (c1, steady), (c2, edited) = got["collectives"][1:]
+        # one all-to-all each way; the edited step also sends the owners the parameter rows, as
+        # many bytes as the gradient rows: half a steady step's (gradients out, results back)
+        assert c1 == c2 == 2, got["collectives"]
+        assert 2 * edited == 3 * steady, got["collectives"]
 
 
 @pytest.mark.parametrize("spec", DCP_SPECS)
@@ -379,4 +519,4 @@ def test_fsdp2_matches_single_process_inductor():
     with tempfile.TemporaryDirectory() as out:
         _spawn(_fsdp_worker, out, INDUCTOR_SPECS, "inductor", deadline=400)
         for spec in INDUCTOR_SPECS:
-            _close(torch.load(os.path.join(out, f"fsdp_{spec}_inductor.pt"))["params"], _reference(spec, "inductor"))
+            _close(_ranks(out, spec, "inductor")[0]["params"], _reference(spec, "inductor"))
