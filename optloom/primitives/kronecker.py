@@ -1,0 +1,131 @@
+"""Kronecker-factored preconditioner algebra (FISMO, algorithms.md §12; Shampoo-like factors).
+
+A Kronecker factor is a small symmetric positive definite matrix per parameter — ``P`` (m×m)
+acting on the rows of an ``m × n`` gradient, ``Q`` (n×n) on its columns — kept as feedback
+state (``state P = eye(g, "rows")``). These primitives are what updating and applying such a
+factor needs: the factor statistics ``gram``, ``trace``, ``sym`` and the inverse roots
+``inv_root`` (an eigendecomposition, batched over a stacked bucket ``(B, d, d)``).
+
+Eigendecompositions run in float32 or better (``torch.linalg.eigh`` has no bf16 kernel and a
+bf16 spectrum is too coarse to invert); results are returned in the input's dtype (at least
+float32).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+
+from .context import Ctx
+from .registry import Tensor, primitive
+
+Side = Literal["rows", "cols"]
+EighDtype = Literal["float32", "float64"]
+RootOrder = Annotated[int, Field(ge=1, le=16)]
+
+
+def _square(x: Tensor, what: str) -> None:
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{what} needs square matrices, got {tuple(x.shape[-2:])}")
+
+
+def _out_dtype(x: Tensor) -> torch.dtype:
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+@primitive(family="kronecker", elementwise=False, needs_matrix=True,
+           examples=("inv_root", "inv_root(2)", "inv_root(1, dtype = \"float64\")", "inv_root(4)"))
+def inv_root(ctx: Ctx, x: Tensor, p: RootOrder = 1, dtype: EighDtype = "float32") -> Tensor:
+    """Inverse ``p``-th root ``A^{−1/p}`` of a symmetric positive definite matrix, one per
+    member: ``p = 1`` the inverse, ``p = 2`` the inverse square root (FISMO's ``P^{−1/2}``).
+
+    ``A = sym(x)`` (the symmetric part, so rounding asymmetry does not matter) is diagonalized
+    by ``torch.linalg.eigh`` in ``dtype`` or better (float64 inputs stay float64),
+    ``A = V diag(λ) Vᵀ``, and ``A^{−1/p} = V diag(λ^{−1/p}) Vᵀ``. Eigenvalues below
+    ``ε·max|λ|`` (ε the machine epsilon of the compute dtype) are raised to it: they are
+    indistinguishable from 0 at that precision, and a singular or (by rounding) slightly
+    indefinite input then gives a large but finite result instead of NaN. Damp the factor (add
+    ``μI``) so that this never happens in normal use. Returned in the input's dtype (≥ float32).
+    """
+    _square(x, "inv_root")
+    cd = torch.float64 if (dtype == "float64" or x.dtype == torch.float64) else torch.float32
+    a = x.to(cd)
+    a = (a + a.transpose(-2, -1)) * 0.5
+    lam, V = torch.linalg.eigh(a)
+    top = lam.abs().amax(dim=-1, keepdim=True)
+    floor = torch.clamp(top * torch.finfo(cd).eps, min=torch.finfo(cd).tiny)
+    lam = torch.maximum(lam, floor)
+    d = lam.reciprocal() if p == 1 else lam.rsqrt() if p == 2 else lam.pow(-1.0 / p)
+    return ((V * d.unsqueeze(-2)) @ V.transpose(-2, -1)).to(_out_dtype(x))
+
+
+@inv_root.reference
+def _(ctx, x, p, dtype):
+    if x.ndim != 2 or x.shape[0] != x.shape[1]:
+        raise ValueError(f"inv_root needs a square matrix, got {tuple(x.shape)}")
+    cd = torch.float64 if (dtype == "float64" or x.dtype == torch.float64) else torch.float32
+    a = x.to(cd)
+    a = (a + a.T) / 2
+    lam, V = torch.linalg.eigh(a)
+    floor = max(float(lam.abs().max()) * torch.finfo(cd).eps, torch.finfo(cd).tiny)
+    out = torch.zeros_like(a)
+    for i in range(a.shape[0]):  # Σᵢ f(λᵢ) vᵢvᵢᵀ, one eigenpair at a time
+        li = max(float(lam[i]), floor)
+        out = out + li ** (-1.0 / p) * torch.outer(V[:, i], V[:, i])
+    return out.to(_out_dtype(x))
+
+
+@primitive(family="kronecker", elementwise=False, needs_matrix=True, output="scalar",
+           examples=("trace", "trace(mean = true)"))
+def trace(ctx: Ctx, x: Tensor, mean: bool = False) -> Tensor:
+    """Trace ``tr(X) = Σᵢ Xᵢᵢ`` of each matrix, a per-parameter scalar; ``mean = true`` divides
+    by the number of diagonal entries (``tr(X)/d`` for a d×d factor: its mean eigenvalue, so
+    ``x / trace(x, mean = true)`` normalizes a factor to trace d)."""
+    t = torch.diagonal(x, dim1=-2, dim2=-1).sum(dim=-1)
+    return t / min(x.shape[-2:]) if mean else t
+
+
+@trace.reference
+def _(ctx, x, mean):
+    t = sum(x[i, i] for i in range(min(x.shape)))
+    return t / min(x.shape) if mean else t
+
+
+@primitive(family="kronecker", elementwise=False, needs_matrix=True, examples=("sym",))
+def sym(ctx: Ctx, x: Tensor) -> Tensor:
+    """Symmetric part ``sym(X) = (X + Xᵀ)/2`` of each square matrix (removes the asymmetry that
+    rounding leaves in ``G Q⁻¹ Gᵀ`` and friends)."""
+    _square(x, "sym")
+    return (x + x.transpose(-2, -1)) * 0.5
+
+
+@sym.reference
+def _(ctx, x):
+    if x.ndim != 2 or x.shape[0] != x.shape[1]:
+        raise ValueError(f"sym needs a square matrix, got {tuple(x.shape)}")
+    return torch.stack([torch.stack([(x[i, j] + x[j, i]) / 2 for j in range(x.shape[1])])
+                        for i in range(x.shape[0])])
+
+
+@primitive(family="kronecker", elementwise=False, needs_matrix=True,
+           examples=("gram(eye(grad, \"cols\"))", "gram(eye(grad, \"rows\"), \"cols\")"))
+def gram(ctx: Ctx, x: Tensor, w: Tensor, side: Side = "rows") -> Tensor:
+    """Mean weighted Gram matrix of an ``m × n`` matrix ``X`` — a Kronecker factor's statistic:
+    ``side = "rows"``: ``(1/n)·X W Xᵀ`` (m×m, ``W`` n×n: the mean outer product of the columns
+    in the metric W); ``"cols"``: ``(1/m)·Xᵀ W X`` (n×n, ``W`` m×m). With ``W = I`` these are
+    Shampoo's ``GGᵀ/n`` and ``GᵀG/m``; FISMO uses ``W = Q⁻¹`` and ``W = P⁻¹`` (§12)."""
+    m, n = x.shape[-2], x.shape[-1]
+    w = w.to(x.dtype)
+    if side == "rows":
+        return (x @ w @ x.transpose(-2, -1)) / n
+    return (x.transpose(-2, -1) @ w @ x) / m
+
+
+@gram.reference
+def _(ctx, x, w, side):
+    m, n = x.shape
+    w = w.to(x.dtype)
+    if side == "rows":  # Σ_jk x[:, j] w_jk x[:, k]ᵀ / n
+        return torch.einsum("ij,jk,lk->il", x, w, x) / n
+    return torch.einsum("ji,jk,kl->il", x, w, x) / m
