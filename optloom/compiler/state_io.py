@@ -86,8 +86,10 @@ class StateDictMixin:
         gi = next(i for i, g in enumerate(self.param_groups) if any(q is p for q in g["params"]))  # type: ignore[attr-defined]
         hypers = {k: self.param_groups[gi][k] for k in self.program.hyperparams}  # type: ignore[attr-defined]
         layout_shape = (p.numel(),) if rule.layout == "flat" else (1, *p.shape)
-        specs = discover_states(rule, BucketMeta(rule.layout, layout_shape, p.dtype, p.device), hypers)
+        specs = discover_states(rule, BucketMeta(rule.layout, layout_shape, p.dtype, p.device), hypers,
+                                self._rule_group(rule))  # type: ignore[attr-defined]
         want = {s.name: (tuple(p.shape) if rule.layout == "flat" else s.shape[1:]) for s in specs}
+        dtypes = {s.name: s.dtype for s in specs}
         have = set(st) - {"step"}
         if "step" not in st:
             raise StateDictError(f"state of parameter {name} has no 'step'")
@@ -106,5 +108,7 @@ class StateDictMixin:
                 raise StateDictError(f"state '{key}' of parameter {name} is not a tensor")
             if tuple(t.shape) != shape:
                 raise StateDictError(f"state '{key}' of parameter {name} has shape {tuple(t.shape)}, expected {shape}")
-            if not t.is_floating_point():
-                raise StateDictError(f"state '{key}' of parameter {name} has dtype {t.dtype}, expected floating point")
+            if t.is_floating_point() != dtypes[key].is_floating_point or \
+                    (not t.is_floating_point() and t.dtype != dtypes[key]):
+                expected = "floating point" if dtypes[key].is_floating_point else str(dtypes[key])
+                raise StateDictError(f"state '{key}' of parameter {name} has dtype {t.dtype}, expected {expected}")

@@ -57,14 +57,16 @@ class Ctx:
     def set_state(self, local: str, value: Tensor) -> None:
         self.states[self._names.get(local, local)] = value
 
-    def group_position(self) -> Tensor | int:
-        """Each member's position in its rule's parameter group (``(B,)`` or an int)."""
+    def group_position(self) -> tuple[Tensor | int, int]:
+        """Each member's position in its rule's parameter group (``(B,)`` or an int) and the group's
+        size. Without a group (shape discovery, direct calls) the bucket is the whole group."""
         if not self.group:
-            raise RuntimeError("this primitive needs the rule's parameter group, which was not given")
+            return (torch.arange(self.ids.shape[0]) if isinstance(self.ids, Tensor) else 0), \
+                (int(self.ids.shape[0]) if isinstance(self.ids, Tensor) else 1)
         if isinstance(self.ids, Tensor):
             table = torch.tensor(self.group, dtype=torch.int64, device=self.ids.device)
-            return torch.searchsorted(table, self.ids)
-        return self.group.index(int(self.ids))
+            return torch.searchsorted(table, self.ids), len(self.group)
+        return self.group.index(int(self.ids)), len(self.group)
 
     # -- shapes
     @property

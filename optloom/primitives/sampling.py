@@ -21,7 +21,11 @@ Density = Annotated[float, Field(gt=0.0, le=1.0)]
 Period = Annotated[int, Field(ge=1)]
 
 
-def _count(density: float, b: int) -> int:
+def _count(density, b: int):
+    """``a = max(1, round(b·density))`` (round half to even, as Python's ``round``); a 0-d tensor
+    when ``density`` is a runtime hyperparameter."""
+    if isinstance(density, torch.Tensor):
+        return torch.clamp(torch.round(density * b), 1, b).to(torch.int64)
     return max(1, min(b, round(b * density)))
 
 
@@ -40,8 +44,7 @@ def sample_layers(ctx: Ctx, density: Density = 0.25, order: Literal["random", "c
     * ``suffix``: Drop-Muon's default — ``s`` uniform in ``{0…b−1}``, active iff ``j ≥ s``
       (``density`` unused).
     """
-    pos = ctx.group_position()
-    b = len(ctx.group)
+    pos, b = ctx.group_position()
     a = _count(density, b)
     step = torch.as_tensor(ctx.step)
     k = torch.div(step - 1, period, rounding_mode="floor").to(torch.int64)
@@ -58,7 +61,7 @@ def sample_layers(ctx: Ctx, density: Density = 0.25, order: Literal["random", "c
 
 @sample_layers.reference
 def _(ctx, density, order, period, seed):
-    pos, b = ctx.group.index(int(ctx.ids)), len(ctx.group)
+    pos, b = ctx.group_position()
     a = _count(density, b)
     k = (int(ctx.step) - 1) // period
     if order == "cyclic":
