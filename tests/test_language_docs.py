@@ -20,6 +20,35 @@ def blocks() -> list[tuple[str | None, str]]:
     return [(m.group("file"), m.group("body")) for m in BLOCK.finditer(DOC.read_text())]
 
 
+RUN = re.compile(r"<!-- run -->\n```optloom\n(?P<body>.*?)```", re.S)
+
+
+def runnable() -> list[str]:
+    return [m.group("body") for m in RUN.finditer(DOC.read_text())]
+
+
+@pytest.mark.parametrize("body", runnable(), ids=lambda b: re.search(r"optimizer (\w+)", b).group(1))
+def test_runnable_examples_train(body):
+    """Examples marked ``<!-- run -->`` build an optimizer for a small conv + MLP model and take
+    5 steps on random data with finite results, changing every parameter."""
+    import torch
+
+    import optloom
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(), torch.nn.Linear(12, 5),
+                              torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    before = [p.detach().clone() for p in net.parameters()]
+    opt = optloom.optimizer(body, net.named_parameters())
+    x, y = torch.randn(8, 2, 4, 4), torch.randn(8, 2)
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(x), y).backward()
+        opt.step()
+    for p, b in zip(net.parameters(), before):
+        assert torch.isfinite(p).all() and not torch.equal(p.detach(), b)
+
+
 def test_docs_have_many_examples():
     assert len(blocks()) >= 10
 
