@@ -143,7 +143,7 @@ def test_dct_adamw_matches_reference(gap, use_ef):
         opt.step()
         ref.step({k: g.double() for k, g in grads.items()})
         for k in LOW_RANK:
-            ours, theirs = opt.state[ps[k]]["idx"].long(), ref.mat.state[k]["idx"]
+            ours, theirs = opt.state[ps[k]]["idx"], ref.mat.state[k]["idx"]
             assert torch.equal(ours, theirs), (t, k, ours.tolist(), theirs.tolist())
             assert opt.state[ps[k]]["exp_avg"].shape == ref.mat.state[k]["exp_avg"].shape  # low rank
             assert ("E" in opt.state[ps[k]]) == use_ef
@@ -169,7 +169,8 @@ def test_dct_adamw_state_and_routing():
     opt.step()
     st = {k: opt.state[p] for k, p in ps.items()}
     assert st["tall"]["exp_avg"].shape == (12, RANK) and st["wide"]["exp_avg_sq"].shape == (RANK, 12)
-    assert st["tall"]["idx"].shape == (RANK,) and st["tall"]["E"].shape == (12, 8)
+    assert st["tall"]["idx"].dtype == torch.int64 and st["tall"]["idx"].shape == (RANK,)
+    assert st["tall"]["E"].shape == (12, 8)
     for k in ("big", "conv", "bias"):
         assert st[k]["exp_avg"].shape == ps[k].shape and "idx" not in st[k] and "E" not in st[k]
     defaults = optloom.compile(f"{SPECS}/dct_adamw.opt").defaults()
