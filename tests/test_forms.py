@@ -109,6 +109,14 @@ def test_every_caches_and_skips_the_subgraph(T):
     _close(got, want)
 
 
+def test_every_inside_a_def():
+    """A def may use the forms; its every caches per call site like any other."""
+    src = "def cached(x, T) = every(T, x |> sign)\n" + _spec("    grad |> cached(2) |> apply(lr)")
+    init, grads, got, _ = _run(src, 5)
+    want = {k: init[k] - 0.1 * sum(torch.sign(grads[t - 1 - (t - 1) % 2][k]) for t in range(1, 6)) for k in SHAPES}
+    _close(got, want)
+
+
 # ---- restart --------------------------------------------------------------------------------
 
 def test_restart_resets_state_and_the_step_it_sees():

@@ -10,6 +10,7 @@ from ..dsl.diagnostics import Reporter
 from ..primitives.registry import all_primitives, did_you_mean, lookup
 from . import selectors
 from .check import INPUTS
+from .forms import FORMS
 
 
 def check_def_names(rep: Reporter, d: A.Def, defs: dict[str, A.Def]) -> None:
@@ -27,11 +28,11 @@ def _def_names(rep: Reporter, d: A.Def, defs: dict[str, A.Def]) -> None:
     stage_names = {id(n.callee) for n in nodes if isinstance(n, A.Stage)}
     for n in nodes:
         if isinstance(n, A.Stage) and isinstance(n.callee, A.Name):
-            if lookup(n.callee.id) is None and n.callee.id not in defs:
+            if lookup(n.callee.id) is None and n.callee.id not in defs and n.callee.id not in FORMS:
                 rep.error(f"unknown primitive '{n.callee.id}'", n.callee.span, did_you_mean(n.callee.id, prims))
         elif isinstance(n, A.Stage) and isinstance(n.callee, A.Call | A.Block):
             continue  # the callee itself is visited as a node
-        elif isinstance(n, A.Call) and lookup(n.func) is None and n.func not in defs:
+        elif isinstance(n, A.Call) and lookup(n.func) is None and n.func not in defs and n.func not in FORMS:
             rep.error(f"unknown primitive '{n.func}'", n.func_span, did_you_mean(n.func, prims))
         elif isinstance(n, A.Name) and n.id not in known and id(n) not in stage_names:
             rep.error(f"unknown name '{n.id}' in def '{d.name}'", n.span,

@@ -22,6 +22,13 @@ class StateDictError(ValueError):
 
 
 class StateDictMixin:
+    @staticmethod
+    def _process_value_according_to_param_policy(param: torch.Tensor, value: torch.Tensor, param_id: int,
+                                                 param_groups: list[dict[Any, Any]], key: Any = None) -> torch.Tensor:
+        """Load state with its own dtype (torch.optim casts every tensor to the parameter's dtype:
+        cached integer indices and float32 states of low-precision parameters would change)."""
+        return value if key == "step" else value.to(device=param.device)
+
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         sd = super().state_dict()  # type: ignore[misc]
         sd["optloom"] = {"format": FORMAT, "spec": self.program.name, "hash": self.program.hash}  # type: ignore[attr-defined]
