@@ -87,6 +87,10 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
                                  f"(shape {tuple(p.shape)}); rules: {rules}")
             if distributed.is_sharded(p):  # FSDP2: parameters are DTensors sharded on dim 0
                 distributed.check_param(p, label)
+                if rule.reductions:
+                    raise NotImplementedError(
+                        f"rule '{rule.label}' of spec '{self.program.name}' reduces across its parameter group "
+                        f"(group_reduce), which FSDP2-sharded parameters do not support yet (parameter {label})")
                 self._sharded = True
             self._routes[p] = rule
             self._ids[p] = len(self._ids)
@@ -107,7 +111,9 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             return loss
         for b in work:
             self._ensure_graph(b)
-        grads = [b.gather_grads([self._grad(p) for p in b.params]) for b in work]
+        # bucket storage: p.grad are views of the bucket's gradient buffer (copied in when not)
+        grads = [b.grads_in_place(self._grad) if self.param_storage == "bucket"
+                 else b.gather_grads([self._grad(p) for p in b.params]) for b in work]
         if self.nonfinite != "ignore" and not self._all_finite(grads):
             if self.nonfinite == "skip":
                 self.skipped_steps += 1
@@ -129,6 +135,27 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             for b, args in zip(work, inputs):
                 torch._foreach_copy_([p.detach() for p in b.params], b.members(args[0]))
         return loss
+
+    def zero_grad(self, set_to_none: bool | None = None) -> None:
+        """``set_to_none`` not given: gradients that are views of a bucket's gradient buffer are
+        zeroed in place (one fill per bucket) and stay views, so the next backward accumulates into
+        the buffer and the next step copies nothing; a parameter that then gets no gradient is
+        stepped with a zero gradient, as torch.optim does after ``zero_grad(set_to_none=False)``.
+        Other gradients are set to None. ``True`` / ``False``: torch's behaviour exactly."""
+        if set_to_none is not None or self._sharded or self.param_storage != "bucket":
+            return super().zero_grad(set_to_none=True if set_to_none is None else set_to_none)
+        kept: set[int] = set()
+        for b in self._buckets or []:
+            live = b.live_grad_views()
+            if all(live):
+                b.grad_buf.zero_()  # type: ignore[union-attr]
+            elif any(live):
+                torch._foreach_zero_([p.grad for p, ok in zip(b.params, live) if ok])
+            kept.update(id(p) for p, ok in zip(b.params, live) if ok)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if id(p) not in kept:
+                    p.grad = None
 
     def _grad(self, p: torch.Tensor) -> torch.Tensor:
         g = p.grad
