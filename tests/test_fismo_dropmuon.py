@@ -175,6 +175,22 @@ def test_fismo_factors_are_trace_normalized_spd(clamp_ns):
             assert float(torch.linalg.eigvalsh(A)[0]) > 0
 
 
+def test_fismo_runs_on_bf16_parameters():
+    """bf16 parameters: the factors live in bf16 (inv_root computes in float32 and rounds back, so
+    that P^{−1/2} multiplies the bf16 gradient); 10 steps stay finite and keep P, Q SPD-ish
+    (trace m, n up to bf16 rounding: 2⁻⁸ relative per entry, d entries summed)."""
+    w = torch.nn.Parameter(torch.randn(8, 6, generator=torch.Generator().manual_seed(5)).bfloat16())
+    opt = optloom.optimizer(f"{SPECS}/fismo.opt", [("w", w)], ns_dtype="bfloat16")
+    g = torch.Generator().manual_seed(6)
+    for _ in range(10):
+        w.grad = torch.randn(8, 6, generator=g).bfloat16()
+        opt.step()
+    st = opt.state[w]
+    assert w.dtype == st["P"].dtype == st["Q"].dtype == torch.bfloat16 and torch.isfinite(w).all()
+    for f, d in (("P", 8), ("Q", 6)):
+        assert abs(float(torch.trace(st[f].float())) - d) < d * 2**-8 * 4
+
+
 # ---- Kronecker primitives (gram has two tensor inputs: the contract test skips it) -------------
 
 def _ctx(layout="stacked"):

@@ -7,8 +7,8 @@ factor needs: the factor statistics ``gram``, ``trace``, ``sym`` and the inverse
 ``inv_root`` (an eigendecomposition, batched over a stacked bucket ``(B, d, d)``).
 
 Eigendecompositions run in float32 or better (``torch.linalg.eigh`` has no bf16 kernel and a
-bf16 spectrum is too coarse to invert); results are returned in the input's dtype (at least
-float32).
+bf16 spectrum is too coarse to invert); results are returned in the input's dtype, so that they
+multiply the gradient they precondition (bf16 parameters: bf16 factors, rounded once).
 """
 from __future__ import annotations
 
@@ -30,10 +30,6 @@ def _square(x: Tensor, what: str) -> None:
         raise ValueError(f"{what} needs square matrices, got {tuple(x.shape[-2:])}")
 
 
-def _out_dtype(x: Tensor) -> torch.dtype:
-    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-
-
 @primitive(family="kronecker", elementwise=False, needs_matrix=True,
            examples=("inv_root", "inv_root(2)", "inv_root(1, dtype = \"float64\")", "inv_root(4)"))
 def inv_root(ctx: Ctx, x: Tensor, p: RootOrder = 1, dtype: EighDtype = "float32") -> Tensor:
@@ -46,7 +42,7 @@ def inv_root(ctx: Ctx, x: Tensor, p: RootOrder = 1, dtype: EighDtype = "float32"
     ``ε·max|λ|`` (ε the machine epsilon of the compute dtype) are raised to it: they are
     indistinguishable from 0 at that precision, and a singular or (by rounding) slightly
     indefinite input then gives a large but finite result instead of NaN. Damp the factor (add
-    ``μI``) so that this never happens in normal use. Returned in the input's dtype (≥ float32).
+    ``μI``) so that this never happens in normal use. Returned in the input's dtype.
     """
     _square(x, "inv_root")
     cd = torch.float64 if (dtype == "float64" or x.dtype == torch.float64) else torch.float32
@@ -57,7 +53,7 @@ def inv_root(ctx: Ctx, x: Tensor, p: RootOrder = 1, dtype: EighDtype = "float32"
     floor = torch.clamp(top * torch.finfo(cd).eps, min=torch.finfo(cd).tiny)
     lam = torch.maximum(lam, floor)
     d = lam.reciprocal() if p == 1 else lam.rsqrt() if p == 2 else lam.pow(-1.0 / p)
-    return ((V * d.unsqueeze(-2)) @ V.transpose(-2, -1)).to(_out_dtype(x))
+    return ((V * d.unsqueeze(-2)) @ V.transpose(-2, -1)).to(x.dtype)
 
 
 @inv_root.reference
@@ -73,7 +69,7 @@ def _(ctx, x, p, dtype):
     for i in range(a.shape[0]):  # Σᵢ f(λᵢ) vᵢvᵢᵀ, one eigenpair at a time
         li = max(float(lam[i]), floor)
         out = out + li ** (-1.0 / p) * torch.outer(V[:, i], V[:, i])
-    return out.to(_out_dtype(x))
+    return out.to(x.dtype)
 
 
 @primitive(family="kronecker", elementwise=False, needs_matrix=True, output="scalar",
