@@ -53,8 +53,9 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         if step % 20 == 0 and rank == 0:
             c = opt.comm_stats
-            print(f"step {step:3d}  loss {loss.item():.4f}  optimizer comm {c['bytes'] / 1e6:.2f} MB "
-                  f"(minimum {c['minimum_bytes'] / 1e6:.2f} MB, {c['collectives']} collectives)")
+            print(f"step {step:3d}  loss {loss.item():.4f}  optimizer comm {c['bytes'] / 1e6:.3f} MB "
+                  f"(minimum {c['minimum_bytes'] / 1e6:.3f} MB, {c['collectives']} collectives; "
+                  f"matrices per rank {c['matrices_by_rank']})")
 
     # Checkpoint: every rank writes its shards; any world size can load them.
     path = os.environ.get("CKPT", "/tmp/optloom_fsdp2_ckpt")
@@ -67,8 +68,8 @@ def main() -> None:
     dcp.load(sd, checkpoint_id=path)
     model.load_state_dict(sd["model"])
     opt2.load_state_dict(sd["optim"])
-    if rank == 0:
-        print("resumed at step", int(opt2.state_dict()["state"][0]["step"]))
+    if rank == 0:  # (opt.state_dict() is a collective on a sharded optimizer: read opt.state here)
+        print("resumed at step", int(next(iter(opt2.state.values()))["step"]))
     dist.destroy_process_group()
 
 

@@ -509,14 +509,16 @@ def test_dcp_round_trip_across_world_sizes_is_bitwise(runs, spec):
         assert torch.equal(got["two_ranks_from_plain"][k], v), f"plain state_dict -> 2 ranks: {k}"
 
 
-INDUCTOR_SPECS = ["adamw", "muon"]
+# adamw and muon by default (≈80 s alone, far more on a busy machine); all four with
+# OPTLOOM_DIST_INDUCTOR=all (passed: 936 s on this shared 2-core machine, docs/distributed.md)
+INDUCTOR_SPECS = list(SPECS) if os.environ.get("OPTLOOM_DIST_INDUCTOR") == "all" else ["adamw", "muon"]
 
 
 @pytest.mark.slow
 def test_fsdp2_matches_single_process_inductor():
     """The inductor backend compiles the same whole-step graph on plain local / gathered tensors
-    (the collectives stay outside the compiled graph). ≈80 s: two ranks compile at once."""
+    (the collectives stay outside the compiled graph; each rank compiles its own owner stacks)."""
     with tempfile.TemporaryDirectory() as out:
-        _spawn(_fsdp_worker, out, INDUCTOR_SPECS, "inductor", deadline=400)
+        _spawn(_fsdp_worker, out, INDUCTOR_SPECS, "inductor", deadline=300 * len(INDUCTOR_SPECS))
         for spec in INDUCTOR_SPECS:
             _close(_ranks(out, spec, "inductor")[0]["params"], _reference(spec, "inductor"))
