@@ -158,14 +158,15 @@ def _body(b: A.Block, indent: str) -> str:
 
 
 def _pipeline(e: A.Node, indent: str) -> str:
-    """A pipe chain of more than two stages breaks one stage per line."""
+    """A pipe chain of more than two stages, or one too wide for a line, breaks one stage per line."""
     stages = []
     cur = e
     while isinstance(cur, A.Pipe):
         stages.append(cur.stage)
         cur = cur.left
-    if len(stages) <= 2:
-        return print_expr(e, indent)
+    one_line = print_expr(e, indent)
+    if not stages or (len(stages) <= 2 and len(indent) + len(one_line) <= MAX_WIDTH):
+        return one_line
     head = _wrap(cur, _PREC["pipe"] + 1, indent)
     cont = indent + INDENT
     return head + "".join(f"\n{cont}|> {_stage(s, cont)}" for s in reversed(stages))
