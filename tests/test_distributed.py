@@ -300,8 +300,17 @@ def _failure_worker(rank: int, out: str) -> None:
                 model.l2.weight.to_local().mul_(0.5)
         _train_step(model, opt, 6 + s, rank)
         collectives.append((opt.comm_stats["collectives"], opt.comm_stats["bytes"]))
-    torch.save({"message": message, "unchanged": unchanged, "nonfinite": nonfinite, "collectives": collectives},
-               os.path.join(out, f"fail_{rank}.pt"))
+    # a rule reducing over all its parameters (group_reduce) is not supported on shards: a clear
+    # error on every rank when the optimizer is built, before any step could wait for a peer
+    model = _fsdp_model()
+    try:
+        optloom.optimizer("lanton", model.named_parameters())
+    except NotImplementedError as e:
+        group_reduce = str(e)
+    else:
+        group_reduce = "no error"
+    torch.save({"message": message, "unchanged": unchanged, "nonfinite": nonfinite, "collectives": collectives,
+                "group_reduce": group_reduce}, os.path.join(out, f"fail_{rank}.pt"))
 
 
 def _halves_step(model: nn.Module, opt: torch.optim.Optimizer, s: int) -> None:
@@ -498,6 +507,7 @@ def test_failing_rank_raises_everywhere_and_changes_nothing(runs):
         # many bytes as the gradient rows: half a steady step's (gradients out, results back)
         assert c1 == c2 == 2, got["collectives"]
         assert 2 * edited == 3 * steady, got["collectives"]
+        assert "group_reduce" in got["group_reduce"], got["group_reduce"]
 
 
 @pytest.mark.parametrize("spec", DCP_SPECS)
