@@ -17,4 +17,6 @@ def optimizer(spec, params, backend: str = "eager", nonfinite: str = "raise", na
     return SpecOptimizer(compile(spec, name=name), params, backend=backend, nonfinite=nonfinite, **hyperparams)
 
 
-__all__ = ["Diagnostic", "Program", "SpecError", "State", "compile", "optimizer", "primitive"]
+from .preclip import spectral_preclip_  # noqa: E402
+
+__all__ = ["Diagnostic", "Program", "SpecError", "State", "compile", "optimizer", "primitive", "spectral_preclip_"]

@@ -245,3 +245,25 @@ def test_bitwise_resume(spec, name, hyper):
         check_bitwise_resume(spec, name, {**hyper, "warmup_steps": 12}, lr_at=lambda t: hyper["lr"] * min(1.0, t / 12))
     else:
         check_bitwise_resume(spec, name, hyper)
+
+
+def test_spectral_preclip_matches_svd_and_skips_vectors():
+    """SPECTRA's pre-clip (§8.2) on raw gradients: every singular value σ ↦ σ/sqrt(1 + σ²/c²)
+    (SVD oracle, float64), conv gradients as (out, −1) matrices, vectors untouched. c is chosen
+    so σ_max/c ≈ 5, where 10 coupled-NS iterations converge (spectral.py docstring); float32
+    compute leaves ~1e-6 relative (roundoff 6e-8 × ~20 matrix products), so 1e-5."""
+    g = torch.Generator().manual_seed(11)
+    ps = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in [(8, 12), (12, 8), (4, 3, 3, 3), (12,)]]
+    for p in ps:
+        p.grad = torch.randn(p.shape, generator=g)
+    before = [p.grad.clone() for p in ps]
+    c = max(float(torch.linalg.matrix_norm(b.reshape(b.shape[0], -1), ord=2)) for b in before[:3]) / 5
+    optloom.spectral_preclip_(ps, c=c, dtype="float32")
+    for p, b in zip(ps[:3], before[:3]):
+        U, S, Vh = torch.linalg.svd(b.reshape(b.shape[0], -1).double(), full_matrices=False)
+        want = (U * (S / torch.sqrt(1 + S**2 / c**2))) @ Vh
+        got = p.grad.reshape(b.shape[0], -1).double()
+        assert float((got - want).norm() / want.norm()) < 1e-5
+    assert torch.equal(ps[3].grad, before[3])
+    with pytest.raises(ValueError, match="argument 'c'"):
+        optloom.spectral_preclip_(ps, c=-1.0)
