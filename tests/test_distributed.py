@@ -399,12 +399,38 @@ def _train_step(model, opt, s: int, rank: int) -> None:
     opt.zero_grad(set_to_none=True)
 
 
+SPLIT_STEPS, DROPPED = 6, (2, 3)  # l3.weight has no gradient at steps 2 and 3: its bucket splits
+
+
+def _drop(model: nn.Module, s: int) -> None:
+    if s in DROPPED:
+        model.l3.weight.grad = None
+
+
+def _split_worker(rank: int, out: str) -> None:
+    """Matrices of one bucket stop sharing a step count (a parameter without gradient): the bucket
+    splits, members keep their owners and state, and the result is still one process's."""
+    model = _fsdp_model()
+    opt = optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"])
+    for s in range(SPLIT_STEPS):
+        idx, y = _data(s)
+        per = idx.shape[0] // WORLD
+        nn.functional.cross_entropy(model(idx[rank * per:(rank + 1) * per]), y[rank * per:(rank + 1) * per]).backward()
+        _drop(model, s)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    full = {k: v.full_tensor().detach() for k, v in model.named_parameters()}
+    if rank == 0:
+        torch.save(full, os.path.join(out, "split.pt"))
+
+
 def _all_worker(rank: int, out: str) -> None:
     """Everything in one spawn (each spawn costs seconds of interpreter and torch start-up)."""
     _ddp_worker(rank, out)
     _ddp_failure_worker(rank, out)
     _fsdp_worker(rank, out, list(SPECS), "eager")
     _failure_worker(rank, out)
+    _split_worker(rank, out)
     for spec in DCP_SPECS:
         _dcp_worker(rank, out, spec)
 
@@ -441,6 +467,24 @@ def test_ddp_failing_rank_raises_everywhere_and_changes_nothing(runs):
         assert "no rank applied any part of the step" in after_run, after_run
         assert "before any communication" in in_prep and "rank 0: ValueError: injected preparation" in in_prep, in_prep
         assert got["unchanged"] and got["moved"]
+
+
+def test_fsdp2_bucket_split_matches_single_process(runs):
+    model = _net()
+    opt = optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"])
+    params = list(model.parameters())
+    for s in range(SPLIT_STEPS):
+        idx, y = _data(s)
+        per = idx.shape[0] // WORLD
+        grads = [torch.autograd.grad(nn.functional.cross_entropy(model(idx[r * per:(r + 1) * per]),
+                                                                 y[r * per:(r + 1) * per]), params)
+                 for r in range(WORLD)]
+        for p, *gs in zip(params, *grads):
+            p.grad = sum(g / WORLD for g in gs)
+        _drop(model, s)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _close(torch.load(os.path.join(runs, "split.pt")), dict(model.named_parameters()))
 
 
 def _matrices(model: nn.Module) -> dict[str, tuple[int, ...]]:
