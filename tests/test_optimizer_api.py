@@ -230,3 +230,19 @@ def test_state_names_follow_torch():
     assert set(opt.state[m[0].weight]) == {"step", "momentum_buffer"}
     sd = opt.state_dict()
     assert sd["param_groups"][0]["param_names"][0] == "0.weight" and sd["optloom"]["spec"] == "sgd"
+
+
+def test_every_shipped_optimizer_is_reachable_by_name():
+    """A file with several optimizers (auon: auon, auon_head): each by its own name, as FILE:NAME,
+    and through the path form; an unknown name is a clear error."""
+    import re
+
+    from optloom.compiler.loader import SHIPPED, shipped_names
+
+    for stem in shipped_names():
+        for name in re.findall(r"^\s*optimizer\s+(\w+)\s*\(", (SHIPPED / f"{stem}.opt").read_text(), re.M):
+            assert optloom.compile(name).name == name
+            assert optloom.compile(f"{stem}:{name}").name == name
+            assert optloom.compile(f"{SHIPPED / stem}.opt:{name}").name == name
+    with pytest.raises(optloom.SpecError, match="no optimizer named 'nope'"):
+        optloom.compile("auon:nope")

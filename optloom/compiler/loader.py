@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +34,26 @@ class Loaded:
     sources: dict[str, str] = field(default_factory=dict)
 
 
+def split_optimizer(spec: str, name: str | None) -> tuple[str, str | None]:
+    """``FILE.opt:NAME`` or ``SHIPPED:NAME`` picks one optimizer of a file; a bare name that is not
+    a shipped file but an optimizer inside one (``auon_head`` in ``auon.opt``) resolves to it."""
+    if name is not None or "\n" in spec or "{" in spec:
+        return spec, name
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isidentifier() and (head.endswith(".opt") or head in shipped_names()):
+        return head, tail
+    if spec.isidentifier() and spec not in shipped_names() and not Path(spec).exists():
+        pattern = re.compile(rf"^\s*optimizer\s+{re.escape(spec)}\s*\(", re.M)
+        for stem in shipped_names():
+            if pattern.search((SHIPPED / f"{stem}.opt").read_text()):
+                return stem, spec
+    return spec, name
+
+
 def resolve_spec(spec: str) -> tuple[str, str]:
-    """``spec`` is a shipped name, a path to a .opt file, or spec text -> (source, file)."""
+    """``spec`` is a shipped name, a path to a .opt file, or spec text -> (source, file). A name
+    of one optimizer in a file (see :func:`split_optimizer`) gives that file."""
+    spec = split_optimizer(spec, None)[0]
     if "\n" not in spec and "{" not in spec:
         if spec in shipped_names():
             path = SHIPPED / f"{spec}.opt"

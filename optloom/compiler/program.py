@@ -12,7 +12,7 @@ from ..dsl.printer import canonical_hash, print_module
 from . import ir
 from .check_optimizer import check_optimizer
 from .defcheck import check_def_names
-from .loader import load, resolve_spec
+from .loader import load, resolve_spec, split_optimizer
 from .selectors import ParamInfo, evaluate, uses_name
 
 
@@ -104,7 +104,10 @@ def _check_type(h: ir.HyperParam, value: Any, where: str) -> None:
 
 
 def compile(spec: str, name: str | None = None) -> Program:
-    """Parse and check a spec (a shipped name, a .opt path or spec text) -> :class:`Program`."""
+    """Parse and check a spec -> :class:`Program`. ``spec`` is a shipped file name (``muon``), a
+    shipped optimizer name (``auon_head``), a .opt path, ``FILE.opt:NAME`` / ``SHIPPED:NAME`` or
+    spec text; ``name`` picks one optimizer of a file with several (default: the first)."""
+    spec, name = split_optimizer(spec, name)
     source, file = resolve_spec(spec)
     loaded = load(source, file)
     rep = Reporter(source)
