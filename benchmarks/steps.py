@@ -101,7 +101,9 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
     make = lambda: ps.make(device, seed=seed)  # noqa: E731 - identical initial values per candidate
     named = make()
     opt = optloom.optimizer(spec, named, backend=backend)
-    cands = [Candidate(f"optloom {spec} ({backend})", opt.step, [p.grad for _, p in named], opt, True)]
+    # gradients are looked up each round: the optimizer re-points p.grad at its bucket's gradient
+    # buffer on the first step (what backward then accumulates into), so the refill must follow
+    cands = [Candidate(f"optloom {spec} ({backend})", opt.step, lambda: [p.grad for _, p in named], opt, True)]
     if with_baselines:
         for label, bopt, step in baselines.for_spec(program.name, named, program, make, compiled_baselines):
             grads = [p.grad for g in _groups(bopt) for p in g["params"]]

@@ -22,7 +22,7 @@ from .machine import sync
 class Candidate:
     name: str
     step: Callable[[], Any]
-    grads: list[torch.Tensor]
+    grads: list[torch.Tensor] | Callable[[], list[torch.Tensor]]  # refilled before every timed step
     optimizer: Any = None
     is_optloom: bool = False
     first_s: float | None = None
@@ -60,7 +60,7 @@ def interleave(cands: list[Candidate], steps: int, warmup: int, device: torch.de
     for r in range(warmup + steps):
         order = cands[r % n:] + cands[: r % n]
         for c in order:
-            refill(c.grads, gen, seed * 100_003 + r)
+            refill(c.grads() if callable(c.grads) else c.grads, gen, seed * 100_003 + r)
             sync(device)
             before = _graphs()
             t0 = time.perf_counter()

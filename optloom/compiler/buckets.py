@@ -9,11 +9,17 @@ The parameters themselves live in a bucket buffer too (``param_storage="bucket"`
 each ``p.data`` is re-pointed at a view of it, so the step graph updates them in place with no
 gather or scatter. If a parameter's data is replaced behind our back the bucket notices (data
 pointers are checked every step) and adopts it again. With ``param_storage="model"`` parameters
-stay where they are and are gathered and scattered around the graph each step. Gradients are
-always gathered (autograd allocates them) into a preallocated bucket buffer.
+stay where they are and are gathered and scattered around the graph each step.
+
+Gradients land in a preallocated bucket buffer too. With bucket storage the first step copies
+them in and re-points each ``p.grad`` at its view of the buffer; from then on backward accumulates
+into it in place (``SpecOptimizer.zero_grad()`` zeroes the buffer and keeps the views) and the step
+copies nothing. A gradient that stopped being its view (set to None and recomputed, replaced) is
+noticed by its data pointer and copied in. With ``param_storage="model"`` they are gathered each step.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -48,6 +54,7 @@ class Bucket:
     rule_group: tuple[int, ...] = ()  # ids of all parameters of the rule, for group samplers
     probe_fn: Callable[..., Any] | None = None  # group reductions: the per-member values to reduce
     _ptrs: list[int] = field(default_factory=list)
+    _grad_views: list[torch.Tensor] = field(default_factory=list, repr=False)  # per member, of grad_buf
 
     @cached_property
     def meta(self) -> BucketMeta:
@@ -83,6 +90,42 @@ class Bucket:
         else:
             torch.stack(grads, out=self.grad_buf)
         return self.grad_buf
+
+    def grads_in_place(self, check: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The members' gradients in the bucket layout, for a bucket that owns its parameters.
+
+        Each ``p.grad`` is re-pointed at its view of ``grad_buf`` (after copying its values in), so
+        backward accumulates straight into the buffer (autograd adds in place into an existing
+        ``.grad``) and later steps copy nothing. A member whose ``p.grad`` is not its view any more
+        (set to None and recomputed by autograd, replaced by the user, accumulated out of place
+        under ``create_graph=True``) is found by its data pointer and copied in again;
+        ``check(p)`` validates such a gradient and returns it in the parameter's dtype.
+        """
+        if self.grad_buf is None:
+            self.grad_buf = torch.empty(self.meta.shape, dtype=self.params[0].dtype, device=self.params[0].device)
+        if not self._grad_views:
+            self._grad_views = self.members(self.grad_buf)
+        views = self._grad_views
+        stale = [i for i, (p, v) in enumerate(zip(self.params, views)) if not _same_view(p.grad, v)]
+        if not stale:
+            return self.grad_buf
+        base = self.grad_buf.untyped_storage().data_ptr()
+        src = [check(self.params[i]) for i in stale]
+        # a gradient that is (part of) this very buffer, e.g. another member's view: copy it first
+        src = [g.clone() if g.untyped_storage().data_ptr() == base else g for g in src]
+        if len(stale) == len(views):
+            self.gather_grads(src)
+        else:
+            torch._foreach_copy_([views[i] for i in stale], src)
+        for i in stale:
+            self.params[i].grad = views[i]
+        return self.grad_buf
+
+    def live_grad_views(self) -> list[bool]:
+        """Which members' ``p.grad`` is currently their view of ``grad_buf``."""
+        if not self._grad_views:
+            return [False] * len(self.params)
+        return [_same_view(p.grad, v) for p, v in zip(self.params, self._grad_views)]
 
     def members(self, buf: torch.Tensor) -> list[torch.Tensor]:
         """Per-parameter views of a bucket-layout buffer."""
@@ -126,12 +169,18 @@ class Bucket:
                            self.step.clone(), self.layout, host_step=self.host_step, rule_group=self.rule_group)
             if self.param_buf is not None:
                 b.own_params()
-            b.specs = self.specs
             for spec in self.specs:
                 views = self.state_views(self.states[spec.name], spec)
                 b.states[spec.name] = b.gather([views[i] for i in idx]).contiguous()
+            # the part's own state shapes (they key and trace its graph)
+            b.specs = [dataclasses.replace(s, shape=tuple(b.states[s.name].shape)) for s in self.specs]
             parts.append(b)
         return parts[0], parts[1]
+
+
+def _same_view(g: torch.Tensor | None, view: torch.Tensor) -> bool:
+    return (g is not None and g.layout == torch.strided and g.data_ptr() == view.data_ptr() and g.shape == view.shape
+            and g.stride() == view.stride() and g.dtype == view.dtype and g.device == view.device)
 
 
 def bucket_key(rule: ir.RuleIR, group: int, p: torch.Tensor, step: float) -> tuple:
