@@ -57,32 +57,43 @@ def probe(spec: str, params: str, count: int | None, device: str | None, steps: 
     opt = optloom.optimizer(spec, named, backend="inductor")
     build_s = time.perf_counter() - t0
     gen = torch.Generator(device=dev)
-    grads = [p.grad for _, p in named]
-    times = []
+    times, cpu = [], []
     for i in range(1 + steps):
-        refill(grads, gen, i)
+        refill([p.grad for _, p in named], gen, i)  # p.grad: the optimizer may re-point it at its buffer
         sync(dev)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.step()
         sync(dev)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     steady = min(times[1:]) if steps else None
     return {"dynamo_compile_s": dynamo_compile_s(),"spec": spec, "params": ps.name, "tensors": ps.tensors, "numel": ps.numel,
             "buckets": len(opt._buckets or []), "graphs": _graphs(), "threads": torch.get_num_threads(),
-            "build_s": build_s, "first_step_s": times[0],
+            "build_s": build_s, "first_step_s": times[0], "first_step_cpu_s": cpu[0],
+            "step_cache": _cache_events(),
             "steady_step_ms": None if steady is None else steady * 1e3,
             "compile_s": None if steady is None else times[0] - steady}
 
 
+def _cache_events() -> list[str]:
+    """What optloom's compiled-step cache did in this process (loaded / saved / compiled)."""
+    try:
+        from optloom.compiler import compile_cache
+
+        return list(compile_cache.events)
+    except ImportError:  # pragma: no cover
+        return []
+
+
 def run_probe(spec: str, params: str, count: int | None, cache_dir: str, threads: int,
-              device: str | None, steps: int = 1, timeout: float = 3600) -> dict:
+              device: str | None, steps: int = 1, timeout: float = 3600, env: dict | None = None) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.compile_time", "--spec", spec, "--params", params,
            "--threads", str(threads), "--steps", str(steps)]
     if count:
         cmd += ["--count", str(count)]
     if device:
         cmd += ["--device", device]
-    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir,
+    env = dict(os.environ, **(env or {}), TORCHINDUCTOR_CACHE_DIR=cache_dir,
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

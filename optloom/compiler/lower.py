@@ -66,9 +66,11 @@ def discover_states(rule: ir.RuleIR, meta: BucketMeta, hypers: dict[str, Any],
 
 
 def _fake_ids(meta: BucketMeta, group: tuple[int, ...]) -> torch.Tensor:
-    ids = list(group[: meta.shape[0]]) if group else []
-    ids += [0] * (meta.shape[0] - len(ids))
-    return torch.tensor(ids, dtype=torch.int64, device=meta.device)
+    ids = torch.zeros(meta.shape[0], dtype=torch.int64, device=meta.device)  # (a list of N zeros: seconds at 124M)
+    head = list(group[: meta.shape[0]])
+    if head:
+        ids[: len(head)] = torch.tensor(head, dtype=torch.int64, device=meta.device)
+    return ids
 
 
 def _fake_hypers(hypers: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -111,11 +113,13 @@ def lower(rule: ir.RuleIR, meta: BucketMeta, states: list[StateSpec], structural
         param.copy_(ctx.param)
 
     dev = meta.device
-    example = [torch.zeros(meta.shape, dtype=meta.dtype, device=dev), torch.zeros(meta.shape, dtype=meta.dtype, device=dev),
-               torch.ones((), dtype=torch.float64, device=dev), torch.zeros(meta.shape[0], dtype=torch.int64, device=dev)]
-    example += [torch.zeros(s.shape, dtype=s.dtype, device=dev) for s in states]
-    example += [torch.ones((), dtype=torch.float64, device=dev) for _ in runtime]
-    example += [torch.ones((), dtype=meta.dtype, device=dev) for _ in range(n_reduced)]
+    # fake examples (make_fx picks up their mode): real zeros of a 124M-entry bucket cost seconds
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        example = [torch.zeros(meta.shape, dtype=meta.dtype, device=dev), torch.zeros(meta.shape, dtype=meta.dtype, device=dev),
+                   torch.ones((), dtype=torch.float64, device=dev), torch.zeros(meta.shape[0], dtype=torch.int64, device=dev)]
+        example += [torch.zeros(s.shape, dtype=s.dtype, device=dev) for s in states]
+        example += [torch.ones((), dtype=torch.float64, device=dev) for _ in runtime]
+        example += [torch.ones((), dtype=meta.dtype, device=dev) for _ in range(n_reduced)]
     gm = make_fx(step_fn, tracing_mode="fake")(*example)
     passes.optimize(gm)
     return gm

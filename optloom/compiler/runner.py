@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 
+from . import compile_cache
 from .buckets import Bucket
 from .passes import split_scalar_prologue
 
@@ -69,5 +70,5 @@ def _whole_step(graphs: list[Callable[..., None]], counts: list[int]) -> Callabl
     graph.output(None)
     whole_step = fx.GraphModule(root, graph)
     # emulate_precision_casts: round low-precision intermediates (bf16 Newton–Schulz) as eager does
-    return torch.compile(whole_step, backend="inductor", fullgraph=True, dynamic=False,
-                         options={"emulate_precision_casts": True})
+    # compiled on the first call, or loaded from optloom's on-disk cache (compile_cache.py)
+    return compile_cache.compile_step(whole_step, {"emulate_precision_casts": True})
