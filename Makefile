@@ -16,7 +16,7 @@ $(BIN)/optloom:
 setup: $(BIN)/optloom
 
 test: setup
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"

@@ -1,0 +1,11 @@
+"""Test session setup. Under pytest-xdist (``make test`` runs two workers, one file per worker at a
+time) each worker uses one torch thread: two processes each running two threads on this 2-core
+machine slow small ops by orders of magnitude."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
