@@ -16,7 +16,7 @@ $(BIN)/optloom:
 setup: $(BIN)/optloom
 
 test: setup
-	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup
 
 test-fast: setup
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"

@@ -1,6 +1,7 @@
-"""Test session setup. Under pytest-xdist (``make test`` runs two workers, one file per worker at a
-time) each worker uses one torch thread: two processes each running two threads on this 2-core
-machine slow small ops by orders of magnitude."""
+"""Test session setup. Under pytest-xdist (``make test`` runs two workers; tests are spread one by
+one, except groups such as the distributed tests, which share one expensive spawn) each worker
+uses one torch thread: two processes each running two threads on this 2-core machine slow small
+ops by orders of magnitude."""
 from __future__ import annotations
 
 import os

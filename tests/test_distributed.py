@@ -19,7 +19,7 @@ import torch.nn as nn
 
 import optloom
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.xdist_group("distributed")]  # one worker: one spawn
 
 WORLD = 2
 STEPS = 10
