@@ -9,6 +9,7 @@ compile-time constant per param group; changing it rebuilds the step),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Literal
 
 from ..dsl import ast as A
@@ -167,15 +168,15 @@ class RuleIR:
     writes: list[tuple[str, Node]] = field(default_factory=list)  # feedback state <- final value
     periods: list[Node] = field(default_factory=list)  # the T of every `every`/`restart`, in order
 
-    @property
+    @cached_property
     def reductions(self) -> list[Call]:
-        """The rule's group reductions (across buckets), in index order."""
+        """The rule's group reductions (across buckets), in index order (computed once: read every step)."""
         found = [n for n in walk(self.roots) if isinstance(n, Call) and n.reduction is not None]
         return sorted(found, key=lambda c: c.reduction)  # type: ignore[arg-type, return-value]
 
-    @property
+    @cached_property
     def uses_group(self) -> bool:
-        """Some primitive reads the rule's parameter group (its graphs depend on the group)."""
+        """Some primitive reads the rule's parameter group (its graphs depend on the group); once."""
         return any(isinstance(n, Call) and n.prim is not None and n.prim.group for n in walk(self.roots))
 
     @property

@@ -275,6 +275,7 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             if b.probe_fn is not None:
                 for k, v in enumerate(b.probe_fn(*args)):
                     local[(b.rule.label, k)].append(v.reshape(-1))
+        reduced: dict[tuple[str, int, str], torch.Tensor] = {}  # once per rule, reduction and op
         for b, args in zip(work, inputs):
             if b.probe_fn is None:
                 continue
@@ -282,7 +283,10 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             for k, call in enumerate(b.rule.reductions):
                 op = call.args["op"]
                 op = op.value if isinstance(op, ir.Const) else hypers[op.name]  # type: ignore[attr-defined]
-                args.append(group_combine(torch.cat(local[(b.rule.label, k)]), op))
+                key = (b.rule.label, k, op)
+                if key not in reduced:
+                    reduced[key] = group_combine(torch.cat(local[(b.rule.label, k)]), op)
+                args.append(reduced[key])
 
     def _rule_group(self, rule: Any) -> tuple[int, ...]:
         """Ids of every parameter routed to ``rule``, in parameter order (group samplers' population)."""
