@@ -71,13 +71,20 @@ def run_pair(spec: str, hyper: dict, make_side: Callable[[dict], Any], name: str
             p.grad = grads[k].clone().to(dtype)
         opt.step()
         side.step({k: g.double() for k, g in grads.items()}, t, lr)
+    return displacement_errors(ps, init, side.params), {k: p.detach().double() for k, p in ps.items()}
+
+
+def displacement_errors(ps: dict[str, torch.Tensor], init: dict[str, torch.Tensor],
+                        ref: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Norm-wise relative error of each parameter's displacement ``W_t − W_0`` against the
+    reference's (which must have moved, or the comparison would be weak)."""
     errs = {}
-    for k in SHAPES:
+    for k in init:
         d_spec = ps[k].detach().double() - init[k].double()
-        d_ref = side.params[k] - init[k].double()
+        d_ref = ref[k] - init[k].double()
         assert d_ref.norm() > 1e-3, f"{k}: the reference barely moved; the comparison would be weak"
         errs[k] = float((d_spec - d_ref).norm() / d_ref.norm())
-    return errs, {k: p.detach().double() for k, p in ps.items()}
+    return errs
 
 
 def assert_close(errs: dict[str, float], tol: float) -> None:

@@ -316,6 +316,13 @@ def _failure_worker(rank: int, out: str) -> None:
 def _halves_step(model: nn.Module, opt: torch.optim.Optimizer, s: int) -> None:
     """One step of one process on the global batch, gradients averaged over the WORLD halves in
     the order DDP/FSDP2 average them (the mean of per-rank gradients)."""
+    _halves_grads(model, s)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _halves_grads(model: nn.Module, s: int) -> None:
+    """Set each ``p.grad`` to the mean of the per-rank gradients of step ``s``'s WORLD halves."""
     params = list(model.parameters())
     idx, y = _data(s)
     per = idx.shape[0] // WORLD
@@ -324,8 +331,6 @@ def _halves_step(model: nn.Module, opt: torch.optim.Optimizer, s: int) -> None:
              for r in range(WORLD)]
     for p, *gs in zip(params, *grads):
         p.grad = sum(g / WORLD for g in gs)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
 
 
 def _ckpt(model: nn.Module, opt) -> dict:
@@ -472,15 +477,8 @@ def test_ddp_failing_rank_raises_everywhere_and_changes_nothing(runs):
 def test_fsdp2_bucket_split_matches_single_process(runs):
     model = _net()
     opt = optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"])
-    params = list(model.parameters())
     for s in range(SPLIT_STEPS):
-        idx, y = _data(s)
-        per = idx.shape[0] // WORLD
-        grads = [torch.autograd.grad(nn.functional.cross_entropy(model(idx[r * per:(r + 1) * per]),
-                                                                 y[r * per:(r + 1) * per]), params)
-                 for r in range(WORLD)]
-        for p, *gs in zip(params, *grads):
-            p.grad = sum(g / WORLD for g in gs)
+        _halves_grads(model, s)
         _drop(model, s)
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -41,7 +41,7 @@ import optloom
 import tests.reference as R
 from tests.reference.subspace import svd_std_basis
 from tests.spec_harness import (MATRICES, SHAPES, SPECS, STEPS, Composite, assert_close, check_bitwise_resume,
-                                check_trains, one_thread, params)  # noqa: F401 (one_thread: autouse)
+                                check_trains, displacement_errors, one_thread, params)  # noqa: F401 (one_thread: autouse)
 
 FP64 = 1e-9
 FP32 = 2e-5
@@ -67,13 +67,7 @@ def run(spec: str, hyper: dict, side, name: str | None = None, dtype=torch.float
         if on_step is not None:
             on_step(t, opt, ps)
         side.step({k: g.double() for k, g in grads.items()})
-    errs = {}
-    for k in SHAPES:
-        d_spec = ps[k].detach().double() - init[k].double()
-        d_ref = side.params[k] - init[k].double()
-        assert d_ref.norm() > 1e-3, f"{k}: the reference barely moved; the comparison would be weak"
-        errs[k] = float((d_spec - d_ref).norm() / d_ref.norm())
-    return errs, opt
+    return displacement_errors(ps, init, side.params), opt
 
 
 def rel_gap(M: torch.Tensor) -> float:
