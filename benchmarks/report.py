@@ -62,10 +62,10 @@ def render(report: dict, markdown: bool = False) -> str:
         for c in cases:
             for s in c["candidates"]:
                 rows.append([c["spec"], f"{c['params']['name']} ({c['params']['tensors']}t, "
-                             f"{c['params']['numel'] / 1e6:.2f}M)", s["name"], s["median_ms"],
+                             f"{c['params']['numel'] / 1e6:.2f}M)", s["name"], s["median_ms"], s["min_ms"],
                              f"{s['p25_ms']:.2f}–{s['p75_ms']:.2f}", s["first_step_ms"],
-                             s.get("recompiles_timed", 0), "—" if s["optloom"] else s["optloom_over_this"]])
-        out.append(table(["spec", "params", "implementation", "median ms", "IQR ms", "first step ms",
+                             s.get("recompiles_timed", 0), s.get("optloom_over_this", "—")])
+        out.append(table(["spec", "params", "implementation", "median ms", "min ms", "IQR ms", "first step ms",
                           "recompiles (timed)", "optloom ÷ this"], rows, markdown))
         out += [f"note: {c['spec']} on {c['params']['name']}: {c['note']}" for c in cases if c.get("note")]
         out.append(h("Floors (bandwidth: bytes / best streaming GB/s; matmul: Newton–Schulz FLOPs / bf16 peak)"))

@@ -104,6 +104,11 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
     # gradients are looked up each round: the optimizer re-points p.grad at its bucket's gradient
     # buffer on the first step (what backward then accumulates into), so the refill must follow
     cands = [Candidate(f"optloom {spec} ({backend})", opt.step, lambda: [p.grad for _, p in named], opt, True)]
+    if backend != "eager":  # the compiled step against the same spec's eager step (the default's case)
+        eager_named = make()
+        eager = optloom.optimizer(spec, eager_named, backend="eager")
+        cands.append(Candidate(f"optloom {spec} (eager)", eager.step, lambda: [p.grad for _, p in eager_named],
+                               eager, True))
     if with_baselines:
         for label, bopt, step in baselines.for_spec(program.name, named, program, make, compiled_baselines):
             grads = [p.grad for g in _groups(bopt) for p in g["params"]]

@@ -9,9 +9,11 @@ from .primitives.registry import State, primitive
 __version__ = "0.1.0"
 
 
-def optimizer(spec, params, backend: str = "eager", nonfinite: str = "raise", name: str | None = None,
+def optimizer(spec, params, backend: str | None = None, nonfinite: str = "raise", name: str | None = None,
               **hyperparams):
-    """Build a ``torch.optim.Optimizer`` from a spec (a shipped name, a .opt path or spec text)."""
+    """Build a ``torch.optim.Optimizer`` from a spec (a shipped name, a .opt path or spec text).
+    ``backend``: ``"inductor"`` (the default; ``$OPTLOOM_BACKEND`` overrides it) compiles the step
+    with ``torch.compile`` on the first call; ``"eager"`` runs the same graphs uncompiled."""
     from .compiler.optimizer import SpecOptimizer
 
     return SpecOptimizer(compile(spec, name=name), params, backend=backend, nonfinite=nonfinite, **hyperparams)

@@ -8,5 +8,9 @@ import os
 
 import torch
 
+# optimizers built without a backend run eager here (the library default is inductor, whose cold
+# compiles take seconds each on this machine); the inductor tests name their backend
+os.environ.setdefault("OPTLOOM_BACKEND", "eager")
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)

@@ -168,6 +168,17 @@ def test_bad_construction_arguments(kwargs, match):
         optloom.optimizer("adamw", _model().named_parameters(), **kwargs)
 
 
+def test_default_backend_is_inductor_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv("OPTLOOM_BACKEND", raising=False)
+    assert optloom.optimizer("adamw", _model().named_parameters()).backend == "inductor"  # no step: no compile
+    monkeypatch.setenv("OPTLOOM_BACKEND", "eager")
+    assert optloom.optimizer("adamw", _model().named_parameters()).backend == "eager"
+    assert optloom.optimizer("adamw", _model().named_parameters(), backend="inductor").backend == "inductor"
+    monkeypatch.setenv("OPTLOOM_BACKEND", "gpu")
+    with pytest.raises(ValueError, match=r"OPTLOOM_BACKEND='gpu' is not a backend; choose one of eager, inductor"):
+        optloom.optimizer("adamw", _model().named_parameters())
+
+
 def test_name_selector_without_names_is_explained():
     with pytest.raises(ValueError, match="selects parameters by name.*named_parameters"):
         optloom.optimizer("muon", _model().parameters())

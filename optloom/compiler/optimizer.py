@@ -17,7 +17,7 @@ from ..primitives.reductions import group_combine
 from .interpret import phases, runtime_names, structural_names
 from .lower import lower
 from .program import Program
-from .runner import BACKENDS, StepRunner
+from .runner import BACKENDS, StepRunner, default_backend
 from .selectors import ParamInfo
 from .state_io import StateDictMixin
 
@@ -33,8 +33,9 @@ class NonFiniteGradientError(FloatingPointError):
 
 
 class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
-    def __init__(self, program: Program, params: Iterable[Any], backend: str = "eager",
+    def __init__(self, program: Program, params: Iterable[Any], backend: str | None = None,
                  nonfinite: str = "raise", param_storage: str = "bucket", **hyperparams: Any):
+        backend = backend or default_backend()
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if nonfinite not in NONFINITE:

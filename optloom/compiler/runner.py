@@ -7,6 +7,7 @@ reuses it while the set of buckets stays the same.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Sequence
 
 import torch
@@ -17,6 +18,14 @@ from .buckets import Bucket
 from .passes import split_scalar_prologue
 
 BACKENDS = ("eager", "inductor")
+
+
+def default_backend() -> str:
+    """The backend when none is named: ``$OPTLOOM_BACKEND`` if set, else ``"inductor"``."""
+    value = os.environ.get("OPTLOOM_BACKEND", "inductor")
+    if value not in BACKENDS:
+        raise ValueError(f"OPTLOOM_BACKEND={value!r} is not a backend; choose one of {', '.join(BACKENDS)}")
+    return value
 
 
 # compiled whole steps, keyed by their buckets' graph keys: shared across optimizers (Dynamo's
