@@ -83,23 +83,24 @@ def test_dct_basis_is_the_orthogonal_dct_matrix(shape):
 
 
 def test_selection_primitives_compose():
-    """take(coords(A, Q), idx) = coords(A, take(Q, idx, "right")); from_coords ∘ coords with the full
-    Q is the identity; the low-rank lift is the orthogonal projection onto the chosen basis vectors;
-    dct_select returns indices in descending score order. Batched (fast) and per-parameter
-    (reference) implementations agree member by member (the contract test feeds one input only)."""
+    """take(project(A, Q), idx) = project(A, take(Q, idx, "right")) (side "std" throughout, as the
+    specs); lift ∘ project with the full Q is the identity; the low-rank lift is the orthogonal
+    projection onto the chosen basis vectors; dct_select returns indices in descending score
+    order. Batched (fast) and per-parameter (reference) implementations agree member by member
+    (the contract test feeds one input only)."""
     g = torch.Generator().manual_seed(0)
-    P = {n: lookup(n) for n in ("dct_basis", "coords", "dct_select", "take", "from_coords")}
+    P = {n: lookup(n) for n in ("dct_basis", "project", "dct_select", "take", "lift")}
     for shape in [(12, 8), (8, 12), (10, 10)]:
         A = torch.randn(3, *shape, generator=g, dtype=torch.float64)
         c = _ctx()
         Q = P["dct_basis"].fn(c, A)
-        S = P["coords"].fn(c, A, Q)
+        S = P["project"].fn(c, A, Q, "std")
         idx = P["dct_select"].fn(c, S, RANK)
         assert idx.dtype == torch.int64 and idx.shape == (3, RANK)
         a = P["take"].fn(c, S, idx)
         Qr = P["take"].fn(c, Q, idx, "right")
-        torch.testing.assert_close(P["coords"].fn(c, A, Qr), a, rtol=0, atol=1e-12)
-        torch.testing.assert_close(P["from_coords"].fn(c, S, Q), A, rtol=0, atol=1e-12)
+        torch.testing.assert_close(P["project"].fn(c, A, Qr, "std"), a, rtol=0, atol=1e-12)
+        torch.testing.assert_close(P["lift"].fn(c, S, Q, "std"), A, rtol=0, atol=1e-12)
         right = shape[0] >= shape[1]
         for i in range(3):
             scores = S[i].abs().sum(0 if right else 1)
@@ -107,14 +108,49 @@ def test_selection_primitives_compose():
             assert scores[idx[i]].min() > scores[[k for k in range(len(scores)) if k not in idx[i]]].max()
             Qi = dct_matrix(Q.shape[-1])[:, idx[i]]
             proj = A[i] @ Qi @ Qi.T if right else Qi @ Qi.T @ A[i]
-            torch.testing.assert_close(P["from_coords"].fn(c, a, Qr)[i], proj, rtol=0, atol=1e-12)
+            torch.testing.assert_close(P["lift"].fn(c, a, Qr, "std")[i], proj, rtol=0, atol=1e-12)
             # fast == reference, member by member
             r = lambda n, *xs, **kw: P[n].ref(None, *xs, **{"side": "std", **kw})  # noqa: E731
             assert torch.equal(r("dct_select", S[i], rank=RANK, ell_norm=1), idx[i])
             torch.testing.assert_close(r("take", S[i], idx[i]), a[i], rtol=0, atol=0)
-            torch.testing.assert_close(r("coords", A[i], Qr[i]), a[i], rtol=0, atol=1e-12)
-            torch.testing.assert_close(r("from_coords", a[i], Qr[i]), P["from_coords"].fn(c, a, Qr)[i],
+            torch.testing.assert_close(r("project", A[i], Qr[i]), a[i], rtol=0, atol=1e-12)
+            torch.testing.assert_close(r("lift", a[i], Qr[i]), P["lift"].fn(c, a, Qr, "std")[i],
                                        rtol=0, atol=1e-12)
+
+
+SIDE_RULES = {"auto": lambda m, n: m > n, "std": lambda m, n: m >= n,
+              "left": lambda m, n: False, "right": lambda m, n: True}
+
+
+@pytest.mark.parametrize("side", list(SIDE_RULES))
+@pytest.mark.parametrize("shape", [(6, 6), (7, 5), (5, 7)], ids=["square", "tall", "wide"])
+@pytest.mark.parametrize("k", ["low_rank", "full"])
+def test_project_lift_sides_are_the_explicit_formulas(side, shape, k):
+    """project(X, q, side) is ``X q`` (right) or ``qᵀ X`` (left) and lift(Y, q, side) is ``Y qᵀ`` /
+    ``q Y``, with the side of SIDE_RULES: "auto" right iff m > n, "std" iff m ≥ n (they differ on
+    the square matrix: auto left, std right). lift sees only Y and q and must recover project's
+    side from their shapes — including a full basis (k = d), where a square X gives a square Y as
+    large as q. Fast (batched) and reference (per member) paths both, bitwise for the batched one."""
+    m, n = shape
+    right = SIDE_RULES[side](m, n)
+    d = n if right else m
+    kk = d if k == "full" else 3
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(2, m, n, generator=g, dtype=torch.float64)
+    q = torch.linalg.qr(torch.randn(2, d, kk, generator=g, dtype=torch.float64)).Q
+    c = _ctx()
+    project, lift = lookup("project"), lookup("lift")
+    Y = project.fn(c, X, q, side)
+    assert torch.equal(Y, X @ q if right else q.mT @ X)
+    assert Y.shape == ((2, m, kk) if right else (2, kk, n))
+    L = lift.fn(c, Y, q, side)
+    assert torch.equal(L, Y @ q.mT if right else q @ Y)
+    torch.testing.assert_close(L, X @ q @ q.mT if right else q @ q.mT @ X, rtol=0, atol=1e-12)
+    for i in range(2):
+        torch.testing.assert_close(project.ref(None, X[i], q[i], side), X[i] @ q[i] if right else q[i].T @ X[i],
+                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(lift.ref(None, Y[i], q[i], side), Y[i] @ q[i].T if right else q[i] @ Y[i],
+                                   rtol=0, atol=1e-12)
 
 
 # ---- DCT-AdamW --------------------------------------------------------------------------------

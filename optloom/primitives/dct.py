@@ -8,31 +8,29 @@ left one otherwise (``d = m``). With ``Q`` an orthogonal ``d × d`` basis:
   ``a = S[:, idx] = A Q[:, idx]`` (``m × r``), mapped back by ``y ↦ y Q[:, idx]ᵀ``;
 * left: ``S = Qᵀ A`` (``d × n``), ``a = S[idx, :] = Q[:, idx]ᵀ A`` (``r × n``), back by ``y ↦ Q[:, idx] y``.
 
-``side="left"``/``"right"`` force a side. The primitives compose as
-``let S = coords(A, Q)``, ``let idx = dct_select(S, r)``, ``take(S, idx)`` (= ``coords(A, take(Q,
-idx, "right"))``), ``from_coords(y, take(Q, idx, "right"))``. Indices are int64 tensors (``(r,)``
-per parameter) in descending order of score, so the ``k``-th low-rank coordinate belongs to the
-basis vector ``idx[k]``: a state kept in these coordinates (DCT-AdamW's Adam moments) is ordered.
+``side`` is the subspace family's (``subspace.side_right``): ``"std"`` (the default here),
+``"auto"`` (right iff ``m > n``: square matrices on the left), or ``"left"``/``"right"`` forced.
+The coordinates and the way back are ``subspace.project`` / ``lift`` with ``side = "std"``:
+``let S = project(A, Q, "std")``, ``let idx = dct_select(S, r)``, ``take(S, idx)`` (=
+``project(A, take(Q, idx, "right"), "std")``), ``lift(y, take(Q, idx, "right"), "std")``.
+Indices are int64 tensors (``(r,)`` per parameter) in descending order of score, so the ``k``-th
+low-rank coordinate belongs to the basis vector ``idx[k]``: a state kept in these coordinates
+(DCT-AdamW's Adam moments) is ordered.
 """
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated
 
 import torch
 from pydantic import Field
 
 from .context import Ctx
 from .registry import Tensor, primitive
+from .subspace import Side, side_right
 
-Side = Literal["std", "left", "right"]
 Rank = Annotated[int, Field(ge=1, le=65536)]
 EllNorm = Annotated[int, Field(ge=1, le=16)]
-
-
-def std_right(rows: int, cols: int, side: str) -> bool:
-    """Whether ``side`` means the right side for a ``rows × cols`` matrix (std: ``rows ≥ cols``)."""
-    return side == "right" or (side == "std" and rows >= cols)
 
 
 def dct_matrix(d: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Tensor:
@@ -45,21 +43,22 @@ def dct_matrix(d: int, dtype: torch.dtype = torch.float64, device: torch.device 
 
 
 @primitive(family="subspace", elementwise=False, needs_matrix=True,
-           examples=("dct_basis", "dct_basis(side = \"left\")", "dct_basis(side = \"right\")"))
+           examples=("dct_basis", "dct_basis(side = \"left\")", "dct_basis(side = \"right\")",
+                     "dct_basis(side = \"auto\")"))
 def dct_basis(ctx: Ctx, x: Tensor, side: Side = "std") -> Tensor:
     """The ``d × d`` orthogonal DCT matrix of §14.1 for ``x``'s side (``d = n`` on the right —
-    ``rows ≥ cols`` for ``side="std"`` — else ``d = m``):
+    ``rows ≥ cols`` for ``side="std"``, ``rows > cols`` for ``"auto"`` — else ``d = m``):
     ``Q_ij = sqrt(2/d)·cos(π·i(2j+1)/(2d))``, row 0 times ``sqrt(1/2)``. It reads only ``x``'s shape
     (the paper's fixed basis, the same for every layer of that size; ``S = A Q`` applies DCT-III
     to ``A``'s rows). Computed in float64, returned in ``x``'s dtype."""
-    d = x.shape[-1] if std_right(x.shape[-2], x.shape[-1], side) else x.shape[-2]
+    d = x.shape[-1] if side_right(x.shape[-2], x.shape[-1], side) else x.shape[-2]
     q = dct_matrix(d, x.dtype, x.device)
     return q.expand(*x.shape[:-2], d, d)
 
 
 @dct_basis.reference
 def _(ctx, x, side):
-    d = x.shape[1] if std_right(x.shape[0], x.shape[1], side) else x.shape[0]
+    d = x.shape[1] if side_right(x.shape[0], x.shape[1], side) else x.shape[0]
     rows = []
     for i in range(d):
         c = math.sqrt(1.0 / d) if i == 0 else math.sqrt(2.0 / d)
@@ -69,13 +68,14 @@ def _(ctx, x, side):
 
 @primitive(family="subspace", elementwise=False, needs_matrix=True,
            examples=("dct_select(2)", "dct_select(3, ell_norm = 2)", "dct_select(2, side = \"left\")",
-                     "dct_select(100)"))
+                     "dct_select(100)", "dct_select(2, side = \"auto\")"))
 def dct_select(ctx: Ctx, s: Tensor, rank: Rank, ell_norm: EllNorm = 1, side: Side = "std") -> Tensor:
     """Dynamic column selection (§14.1 steps 2–3): the indices of the ``r = min(rank, d)`` columns
     (right side) or rows (left side) of ``s`` with the largest ℓ_p norms (``p = ell_norm``; the
     paper's default 1), in descending order of norm, as an int64 tensor of ``r`` entries. ``s`` is
-    normally ``coords(A, Q)``; ties (probability 0 for continuous data) are broken by ``topk``."""
-    right = std_right(s.shape[-2], s.shape[-1], side)
+    normally ``project(A, Q, "std")``; ties (probability 0 for continuous data) are broken by
+    ``topk``."""
+    right = side_right(s.shape[-2], s.shape[-1], side)
     scores = torch.linalg.vector_norm(s, ord=ell_norm, dim=-2 if right else -1)
     r = min(rank, scores.shape[-1])
     return torch.topk(scores, r, dim=-1, largest=True, sorted=True).indices
@@ -83,7 +83,7 @@ def dct_select(ctx: Ctx, s: Tensor, rank: Rank, ell_norm: EllNorm = 1, side: Sid
 
 @dct_select.reference
 def _(ctx, s, rank, ell_norm, side):
-    right = std_right(s.shape[0], s.shape[1], side)
+    right = side_right(s.shape[0], s.shape[1], side)
     vecs = s.T if right else s  # one row per candidate
     scores = [float(sum(abs(float(v)) ** ell_norm for v in row)) ** (1.0 / ell_norm) for row in vecs]
     order = sorted(range(len(scores)), key=lambda k: -scores[k])
@@ -91,13 +91,15 @@ def _(ctx, s, rank, ell_norm, side):
 
 
 @primitive(family="subspace", elementwise=False, needs_matrix=True,
-           examples=("take(dct_select(grad, 2))", "take(dct_basis(grad), dct_select(grad, 2), \"right\")"))
+           examples=("take(dct_select(grad, 2))", "take(dct_basis(grad), dct_select(grad, 2), \"right\")",
+                     "take(dct_select(grad, 2, side = \"auto\"), \"auto\")"))
 def take(ctx: Ctx, s: Tensor, idx: Tensor, side: Side = "std") -> Tensor:
-    """The columns ``s[:, idx]`` (right side; ``rows ≥ cols`` for ``side="std"``) or the rows
-    ``s[idx, :]`` (left side) of ``s``, in the order of ``idx`` (from ``dct_select``). With ``s = Q``
-    and ``side="right"`` it gives the selected basis ``Q_r = Q[:, idx]`` (``d × r``)."""
+    """The columns ``s[:, idx]`` (right side; ``rows ≥ cols`` for ``side="std"``, ``rows > cols``
+    for ``"auto"``) or the rows ``s[idx, :]`` (left side) of ``s``, in the order of ``idx`` (from
+    ``dct_select``). With ``s = Q`` and ``side="right"`` it gives the selected basis
+    ``Q_r = Q[:, idx]`` (``d × r``)."""
     idx = idx.to(torch.int64)
-    if std_right(s.shape[-2], s.shape[-1], side):
+    if side_right(s.shape[-2], s.shape[-1], side):
         return s.gather(-1, idx.unsqueeze(-2).expand(*s.shape[:-1], idx.shape[-1]))
     return s.gather(-2, idx.unsqueeze(-1).expand(*s.shape[:-2], idx.shape[-1], s.shape[-1]))
 
@@ -105,48 +107,4 @@ def take(ctx: Ctx, s: Tensor, idx: Tensor, side: Side = "std") -> Tensor:
 @take.reference
 def _(ctx, s, idx, side):
     cols = [int(k) for k in idx]
-    return s[:, cols] if std_right(s.shape[0], s.shape[1], side) else s[cols, :]
-
-
-@primitive(family="subspace", elementwise=False, needs_matrix=True,
-           examples=("coords(dct_basis(grad))", "coords(dct_basis(grad, \"left\"), \"left\")"))
-def coords(ctx: Ctx, x: Tensor, q: Tensor, side: Side = "std") -> Tensor:
-    """Coordinates of ``x`` in the orthonormal columns of ``q`` (``d × k``) on ``x``'s side:
-    ``X q`` (right, ``m × k``; ``rows ≥ cols`` for ``side="std"``) or ``qᵀ X`` (left, ``k × n``).
-    With the full ``Q`` of ``dct_basis`` this is ``S``; with ``Q_r = take(Q, idx, "right")`` the
-    low-rank ``a = S[:, idx]`` (or ``S[idx, :]``) at ``k/d`` of the cost."""
-    q = q.to(x.dtype)
-    if std_right(x.shape[-2], x.shape[-1], side):
-        return x @ q
-    return q.transpose(-2, -1) @ x
-
-
-@coords.reference
-def _(ctx, x, q, side):
-    return x @ q if std_right(x.shape[0], x.shape[1], side) else q.T @ x
-
-
-def _from_right(y: Tensor, q: Tensor, side: str) -> bool:
-    # right: y is m×k with k = q's columns; left: y is k×n with n > m ≥ k, so y has more columns
-    # than q (a square y with k columns is the right case: m = n = k)
-    if side != "std":
-        return side == "right"
-    return y.shape[-1] == q.shape[-1]
-
-
-@primitive(family="subspace", elementwise=False, needs_matrix=True,
-           examples=("from_coords(dct_basis(grad, \"right\"), \"right\")",))
-def from_coords(ctx: Ctx, y: Tensor, q: Tensor, side: Side = "std") -> Tensor:
-    """Back from ``coords``: ``Y qᵀ`` (right) or ``q Y`` (left), the adjoint map (the inverse
-    when ``q`` is the full orthogonal ``Q``). ``side="std"`` reads the side from the shapes:
-    right iff ``Y`` has as many columns as ``q`` (``Y`` is ``m × k`` on the right, ``k × n`` with
-    ``n > k`` on the left)."""
-    q = q.to(y.dtype)
-    if _from_right(y, q, side):
-        return y @ q.transpose(-2, -1)
-    return q @ y
-
-
-@from_coords.reference
-def _(ctx, y, q, side):
-    return y @ q.T if _from_right(y, q, side) else q @ y
+    return s[:, cols] if side_right(s.shape[0], s.shape[1], side) else s[cols, :]

@@ -22,7 +22,7 @@ from .registry import Frame, State, Tensor, primitive
 
 M32 = 0xFFFFFFFF
 GOLDEN = 0x9E3779B9
-Side = Literal["auto", "left", "right"]
+Side = Literal["auto", "std", "left", "right"]
 Rank = Annotated[int, Field(ge=1, le=65536)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Iters = Annotated[int, Field(ge=1, le=100)]
@@ -77,23 +77,41 @@ def _uniform(bits: Tensor, dtype: torch.dtype) -> Tensor:
     return ((bits >> 8).to(dtype) + 0.5) / float(1 << 24)
 
 
+# ---- the side of a matrix a basis acts on ------------------------------------------------------
+
+def side_right(rows: int, cols: int, side: str) -> bool:
+    """Whether ``side`` is the right side (``X q``, a basis of ``Rⁿ``) for a ``rows × cols`` matrix
+    ``X``. ``"right"`` / ``"left"`` force it; the automatic rules differ on square ``X`` only:
+    ``"auto"`` is right iff ``rows > cols`` (the wide orientation: left when square) and ``"std"``
+    right iff ``rows ≥ cols`` (GaLore's std side: right when square). The one side rule of the
+    subspace family (``project``, ``lift``, ``range_sketch``, ``dct_basis``, ``dct_select``, ``take``)."""
+    if side == "auto":
+        return rows > cols
+    if side == "std":
+        return rows >= cols
+    if side in ("left", "right"):
+        return side == "right"
+    raise ValueError(f"unknown side {side!r} (auto | std | left | right)")
+
+
 def _oriented(x: Tensor, side: str) -> tuple[Tensor, bool]:
     """The matrix whose *column space* is sketched, and whether it is ``xᵀ``."""
-    right = side == "right" or (side == "auto" and x.shape[-2] > x.shape[-1])
+    right = side_right(x.shape[-2], x.shape[-1], side)
     return (x.transpose(-2, -1) if right else x), right
 
 
 @primitive(family="subspace", elementwise=False, needs_matrix=True,
            examples=("range_sketch(3)", "range_sketch(2, seed = 7)", "range_sketch(3, \"gaussian\")",
                      "range_sketch(2, \"gaussian\", power_iters = 1, side = \"right\")",
-                     "range_sketch(4, side = \"left\")"))
+                     "range_sketch(4, side = \"left\")", "range_sketch(3, side = \"std\")"))
 def range_sketch(ctx: Ctx, x: Tensor, rank: Rank, method: Literal["col_select", "gaussian"] = "col_select",
                  seed: Seed = 0, power_iters: Annotated[int, Field(ge=0, le=10)] = 0,
                  side: Side = "auto") -> Tensor:
     """Orthonormal basis ``Q`` of a random ``r``-dim subspace of a range (Low-rank Muon, §5.1).
 
     ``side="auto"`` sketches the wide orientation (``range(X) ⊂ Rᵐ`` if ``m ≤ n``, else
-    ``range(Xᵀ) ⊂ Rⁿ``), ``"left"``/``"right"`` force one; ``Q`` is ``(d, r)``, ``d`` that side's
+    ``range(Xᵀ) ⊂ Rⁿ``), ``"std"`` the same except that a square ``X`` sketches ``range(Xᵀ)``,
+    ``"left"``/``"right"`` force one (``side_right``); ``Q`` is ``(d, r)``, ``d`` that side's
     dimension, ``r = min(rank, m, n)``. ``col_select`` (the paper's code): ``r`` distinct random
     columns ``Y = X[:, idx]``; ``gaussian``: ``Y = (XXᵀ)^q X Ω`` with ``Ω`` standard normal
     (``q = power_iters``, re-orthonormalized between steps). ``Q = qr(Y).Q`` in float32+, signs
@@ -119,8 +137,7 @@ def range_sketch(ctx: Ctx, x: Tensor, rank: Rank, method: Literal["col_select", 
 
 @range_sketch.reference
 def _(ctx, x, rank, method, seed, power_iters, side):
-    right = side == "right" or (side == "auto" and x.shape[0] > x.shape[1])
-    X = x.T if right else x
+    X = x.T if side_right(x.shape[0], x.shape[1], side) else x
     d, n = X.shape
     r = min(rank, *x.shape)
     qr = lambda Y: householder_q(Y)  # noqa: E731  (QR itself is checked by qr_q's own test)
@@ -138,37 +155,65 @@ def _(ctx, x, rank, method, seed, power_iters, side):
     return qr(Y)
 
 
-def _right(x_rows: int, x_cols: int, side: str) -> bool:
-    return side == "right" or (side == "auto" and x_rows > x_cols)
-
-
-@primitive(family="subspace", elementwise=False, needs_matrix=True, examples=())
+@primitive(family="subspace", elementwise=False, needs_matrix=True,
+           examples=("project(dct_basis(grad))", "project(dct_basis(grad), \"std\")",
+                     "project(dct_basis(grad, \"left\"), side = \"left\")",
+                     "project(range_sketch(grad, 2, side = \"right\"), \"right\")"))
 def project(ctx: Ctx, x: Tensor, q: Tensor, side: Side = "auto") -> Tensor:
-    """Coordinates in a basis from ``range_sketch``: ``Qᵀ X`` (left side, ``r × n``) or ``X Q``
-    (right side, ``m × r``); ``side="auto"`` is the wide orientation, as in ``range_sketch``."""
+    """Coordinates of ``X`` (``m × n``) in the orthonormal columns of ``q`` on one side:
+    ``X q`` (right: ``q`` is ``n × k``, the result ``m × k``) or ``qᵀ X`` (left: ``q`` is ``m × k``,
+    the result ``k × n``); ``lift`` maps them back.
+
+    ``side``: ``"right"`` / ``"left"`` force one; the two automatic rules differ on square matrices
+    only:
+
+    * ``"auto"``: right iff ``m > n`` (the wide orientation, as ``range_sketch``): ``X q`` for tall
+      ``X``, ``qᵀ X`` for wide and square ones;
+    * ``"std"``: right iff ``m ≥ n`` (GaLore's std side, as ``dct_basis`` and ``svd_basis``):
+      ``X q`` for tall and square ``X``, ``qᵀ X`` for wide ones.
+
+    Give it the side its basis was built for: ``project(A, dct_basis(A), "std")`` is the DCT
+    coordinates ``S = A Q`` (or ``Qᵀ A``); with ``Q_r = take(Q, idx, "right")`` it is the low-rank
+    ``a = S[:, idx]`` (or ``S[idx, :]``) at ``k/d`` of the cost."""
     q = q.to(x.dtype)
-    if _right(x.shape[-2], x.shape[-1], side):
+    if side_right(x.shape[-2], x.shape[-1], side):
         return x @ q
     return q.transpose(-2, -1) @ x
 
 
 @project.reference
 def _(ctx, x, q, side):
-    return x @ q if _right(x.shape[0], x.shape[1], side) else q.T @ x
+    return x @ q if side_right(x.shape[0], x.shape[1], side) else q.T @ x
 
 
 def _lift_right(y: Tensor, q: Tensor, side: str) -> bool:
-    # left: y is r×n, q is m×r, m ≤ n; right: y is m×r, q is n×r, m > n. With r ≤ min(m, n) the
-    # right case is exactly "y has r columns and more rows than q" (a square y is the left case).
-    if side != "auto":
+    """``lift``'s side, read from ``Y`` (``project``'s result) and ``q`` (``d × k``, ``k ≤ d``):
+    on the right ``Y`` is ``m × k`` and ``X`` was ``Y.rows × q.rows``; so ``"auto"`` / ``"std"``
+    are right iff ``Y`` has ``k`` columns and ``side_right(Y.rows, q.rows, side)`` — ``"auto"``:
+    ``Y.rows > q.rows``, ``"std"``: ``Y.rows ≥ q.rows``. This is ``project``'s side for every ``X``:
+    on the right it is ``side_right(m, n)`` itself; on the left ``Y`` is ``k × n`` with ``k ≤ m ≤ n``,
+    so ``Y`` has ``k`` columns only when ``X`` is square with a full basis (``k = m = n``,
+    ``Y.rows = q.rows``), and that is left under ``"auto"`` (under ``"std"`` a square ``X`` is never
+    left)."""
+    if side in ("left", "right"):
         return side == "right"
-    return y.shape[-1] == q.shape[-1] and y.shape[-2] > q.shape[-2]
+    return y.shape[-1] == q.shape[-1] and side_right(y.shape[-2], q.shape[-2], side)
 
 
-@primitive(family="subspace", elementwise=False, needs_matrix=True, examples=())
+@primitive(family="subspace", elementwise=False, needs_matrix=True,
+           examples=("lift(dct_basis(grad))", "lift(dct_basis(grad), \"std\")",
+                     "lift(dct_basis(grad, \"right\"), side = \"right\")",
+                     "lift(dct_basis(grad, \"left\"), \"left\")"))
 def lift(ctx: Ctx, y: Tensor, q: Tensor, side: Side = "auto") -> Tensor:
-    """Back from ``project``'s coordinates: ``Q Y`` (left) or ``Y Qᵀ`` (right). With
-    ``side="auto"`` the side is read from the shapes (unambiguous because ``r ≤ min(m, n)``)."""
+    """Back from ``project``'s coordinates: ``Y qᵀ`` (right) or ``q Y`` (left), the adjoint map (the
+    inverse when ``q`` is a full orthogonal basis; with ``k < d`` columns ``lift(project(X))`` is
+    the orthogonal projection ``X q qᵀ`` / ``q qᵀ X``). Give it ``project``'s ``side``:
+    ``"left"`` / ``"right"`` force one; ``"auto"`` and ``"std"`` (which ``lift`` cannot apply to
+    ``X``: it sees only ``Y``) recover from the shapes the side ``project`` chose under that rule.
+    ``Y`` is ``m × k`` on the right, ``k × n`` on the left, so the side is right iff ``Y`` has
+    ``q``'s ``k`` columns and ``Y.rows > q.rows`` (``"auto"``) / ``Y.rows ≥ q.rows`` (``"std"``) —
+    the rule applied to the ``Y.rows × q.rows`` matrix ``X`` that the right side implies. This is
+    exact for every ``X`` when ``k ≤ d`` (an orthonormal ``q``)."""
     q = q.to(y.dtype)
     if _lift_right(y, q, side):
         return y @ q.transpose(-2, -1)
