@@ -80,6 +80,19 @@ def test_replaced_and_recomputed_gradients_are_copied_in():
     assert all(_in_buffer(oa, p) for p in a.parameters())
 
 
+def test_gradient_whose_data_is_reassigned_is_copied_in():
+    """``p.grad.data = t`` keeps the Python object the optimizer set but moves its memory."""
+    a, b, oa, ob = _pair()
+    for i in range(3):
+        for m, o in ((a, oa), (b, ob)):
+            o.zero_grad()
+            _loss(m, i).backward()
+            if i == 2:
+                m[0].weight.grad.data = torch.randn(m[0].weight.shape, generator=torch.Generator().manual_seed(7))
+            o.step()
+        assert _same(a, b), i
+
+
 def test_explicit_set_to_none_follows_torch():
     a, _, oa, _ = _pair()
     _loss(a, 0).backward()

@@ -55,6 +55,7 @@ class Bucket:
     probe_fn: Callable[..., Any] | None = None  # group reductions: the per-member values to reduce
     _ptrs: list[int] = field(default_factory=list)
     _grad_views: list[torch.Tensor] = field(default_factory=list, repr=False)  # per member, of grad_buf
+    _view_ptrs: list[int] = field(default_factory=list, repr=False)  # their data pointers
 
     @cached_property
     def meta(self) -> BucketMeta:
@@ -105,14 +106,19 @@ class Bucket:
             self.grad_buf = torch.empty(self.meta.shape, dtype=self.params[0].dtype, device=self.params[0].device)
         if not self._grad_views:
             self._grad_views = self.members(self.grad_buf)
+            self._view_ptrs = [v.data_ptr() for v in self._grad_views]
         views = self._grad_views
-        stale = [i for i, (p, v) in enumerate(zip(self.params, views)) if not _same_view(p.grad, v)]
-        if not stale:
+        live = self.live_grad_views()
+        if all(live):
             return self.grad_buf
+        stale = [i for i, ok in enumerate(live) if not ok]
         base = self.grad_buf.untyped_storage().data_ptr()
         src = [check(self.params[i]) for i in stale]
         # a gradient that is (part of) this very buffer, e.g. another member's view: copy it first
         src = [g.clone() if g.untyped_storage().data_ptr() == base else g for g in src]
+        fresh = self.members(self.grad_buf)  # new view objects: a stale one may have had `.data` moved
+        for i in stale:
+            views[i], self._view_ptrs[i] = fresh[i], fresh[i].data_ptr()
         if len(stale) == len(views):
             self.gather_grads(src)
         else:
@@ -125,7 +131,10 @@ class Bucket:
         """Which members' ``p.grad`` is currently their view of ``grad_buf``."""
         if not self._grad_views:
             return [False] * len(self.params)
-        return [_same_view(p.grad, v) for p, v in zip(self.params, self._grad_views)]
+        # fast path: p.grad is still the very view object we set, over the same memory (a `.data =`
+        # assignment on it moves its pointer); otherwise compare pointer, shape and strides
+        return [v.data_ptr() == ptr if p.grad is v else _same_view(p.grad, v, ptr)
+                for p, v, ptr in zip(self.params, self._grad_views, self._view_ptrs)]
 
     def members(self, buf: torch.Tensor) -> list[torch.Tensor]:
         """Per-parameter views of a bucket-layout buffer."""
@@ -178,8 +187,8 @@ class Bucket:
         return parts[0], parts[1]
 
 
-def _same_view(g: torch.Tensor | None, view: torch.Tensor) -> bool:
-    return (g is not None and g.layout == torch.strided and g.data_ptr() == view.data_ptr() and g.shape == view.shape
+def _same_view(g: torch.Tensor | None, view: torch.Tensor, ptr: int) -> bool:
+    return (g is not None and g.layout == torch.strided and g.data_ptr() == ptr and g.shape == view.shape
             and g.stride() == view.stride() and g.dtype == view.dtype and g.device == view.device)
 
 

@@ -196,10 +196,8 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
             self._buckets = []
         work: list[Bucket] = []
         kept: list[Bucket] = []
-        covered: set[int] = set()
         for b in self._buckets:
             flags = [p.grad is not None for p in b.params]
-            covered.update(id(p) for p in b.params)
             if all(flags):
                 work.append(b)
                 kept.append(b)
@@ -211,6 +209,10 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
                 kept += [active, rest]
             else:
                 kept.append(b)
+        self._buckets = kept
+        if sum(len(b.params) for b in kept) == len(self._ids):  # every parameter has its bucket
+            return work
+        covered = {id(p) for b in kept for p in b.params}
         fresh: dict[tuple, list[torch.Tensor]] = defaultdict(list)
         for gi, group in enumerate(self.param_groups):
             for p in group["params"]:
