@@ -12,14 +12,11 @@ from pydantic import Field
 from .context import Ctx
 from .polar import compute_dtype
 from .registry import Tensor, primitive
+from .subspace import side_right
 
 BasisSide = Literal["std", "left", "right"]
 BasisRank = Annotated[int, Field(ge=0, le=65536)]
 Density = Annotated[float, Field(gt=0.0, le=1.0)]
-
-
-def _is_right(rows: int, cols: int, side: str) -> bool:
-    return side == "right" or (side == "std" and rows >= cols)
 
 
 def _fix_signs(Q: Tensor) -> Tensor:
@@ -59,7 +56,7 @@ def svd_basis(ctx: Ctx, x: Tensor, rank: BasisRank = 0, side: BasisSide = "std",
     rows, cols = x.shape[-2], x.shape[-1]
     r = min(rank, rows, cols) if rank > 0 else min(rows, cols)
     U, _, Vh = torch.linalg.svd(x.to(compute_dtype(x)), full_matrices=False)
-    Q = Vh.transpose(-2, -1)[..., :r] if _is_right(rows, cols, side) else U[..., :r]
+    Q = Vh.transpose(-2, -1)[..., :r] if side_right(rows, cols, side) else U[..., :r]
     Q = _fix_signs(Q)
     if isinstance(density, Tensor) or density < 1.0:
         Q = Q * _keep(min(rows, cols), density, r, Q)
@@ -70,7 +67,7 @@ def svd_basis(ctx: Ctx, x: Tensor, rank: BasisRank = 0, side: BasisSide = "std",
 def _(ctx, x, rank, side, density):
     # eigenvectors of the Gram matrix on the chosen side, sorted by decreasing eigenvalue
     m, n = x.shape
-    right = _is_right(m, n, side)
+    right = side_right(m, n, side)
     G = x.T @ x if right else x @ x.T
     w, E = torch.linalg.eigh(G.to(torch.float64))
     E = E[:, torch.argsort(w, descending=True)][:, :min(m, n)]

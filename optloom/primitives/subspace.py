@@ -84,7 +84,8 @@ def side_right(rows: int, cols: int, side: str) -> bool:
     ``X``. ``"right"`` / ``"left"`` force it; the automatic rules differ on square ``X`` only:
     ``"auto"`` is right iff ``rows > cols`` (the wide orientation: left when square) and ``"std"``
     right iff ``rows ≥ cols`` (GaLore's std side: right when square). The one side rule of the
-    subspace family (``project``, ``lift``, ``range_sketch``, ``dct_basis``, ``dct_select``, ``take``)."""
+    subspace family (``project``, ``lift``, ``range_sketch``, ``dct_basis``, ``dct_select``, ``take``,
+    ``svd_basis``)."""
     if side == "auto":
         return rows > cols
     if side == "std":
