@@ -68,16 +68,16 @@ def render(report: dict, markdown: bool = False) -> str:
         out.append(table(["spec", "params", "implementation", "median ms", "min ms", "IQR ms", "first step ms",
                           "recompiles (timed)", "optloom ÷ this"], rows, markdown))
         out += [f"note: {c['spec']} on {c['params']['name']}: {c['note']}" for c in cases if c.get("note")]
-        out.append(h("Floors (bandwidth: bytes / best streaming GB/s; matmul: Newton–Schulz FLOPs / bf16 peak)"))
+        out.append(h("Floors (bandwidth: bytes / best streaming GB/s; matmul: Newton–Schulz FLOPs / matmul peak of the dtype it runs in)"))
         rows = []
         for c in cases:
             f = c["floors"]
             rows.append([c["spec"], c["params"]["name"], f["bytes_per_param"], f.get("bw_floor_ms"),
                          f["effective_gbps"], _pct(f.get("fraction_of_bandwidth")),
-                         f["ns_flops"] / 1e9 if f["ns_flops"] else None, f.get("ns_floor_ms"),
+                         f["ns_flops"] / 1e9 if f["ns_flops"] else None, f.get("ns_dtype"), f.get("ns_floor_ms"),
                          _pct(f.get("ns_fraction_of_peak")), f.get("floor_ms"), _pct(f.get("fraction_of_floor"))])
         out.append(table(["spec", "params", "B/param", "bw floor ms", "eff. GB/s", "of bw", "NS GFLOP",
-                          "NS floor ms", "NS of peak", "floor ms", "floor ÷ step"], rows, markdown))
+                          "NS dtype", "NS floor ms", "NS of peak", "floor ms", "floor ÷ step"], rows, markdown))
     mems = [c for c in cases if c.get("memory")]
     if mems:
         out.append(h("Memory (persistent state; peak extra bytes allocated during one step)"))

@@ -10,7 +10,8 @@ in-place add). "fraction of bandwidth" = (bytes / median step time) / best bandw
 
 Matmul floor. Newton–Schulz with k quintic steps on an r×l matrix (r = min, l = max dims) costs
 k·(4r²l + 2r³) FLOPs (X Xᵀ: 2r²l, A·A: 2r³, B·X: 2r²l), i.e. 20r²l + 10r³ for k = 5. Its fraction of
-peak = NS FLOPs / median step time / matmul peak of its dtype (bf16 for muon). The step also does
+peak = NS FLOPs / median step time / matmul peak of the dtype it runs in (the spec's ``ns_dtype``:
+``"auto"`` is float32 on a CPU without bf16 units; torch.optim.Muon always bf16). The step also does
 elementwise work (momentum, update, AdamW for non-matrix params), so this is a lower bound on how
 close the Newton–Schulz itself runs to peak; "fraction of floor" combines both floors.
 """
@@ -43,38 +44,45 @@ def ns_flops(program: Any, named) -> tuple[int, int]:
     return flops, numel
 
 
-def floors(program: Any, ps: ParamSet, named, median_s: float, machine: dict | None) -> dict:
+def ns_dtype(program: Any, device: torch.device, overrides: dict | None = None) -> str:
+    """The dtype the spec's Newton–Schulz runs in on ``device`` (its ``ns_dtype`` hyperparameter)."""
+    from optloom.primitives.orthogonalize import resolve_dtype
+
+    name = {**program.defaults(), **(overrides or {})}.get("ns_dtype", "auto")
+    return str(resolve_dtype(name, device)).removeprefix("torch.")
+
+
+def floors(program: Any, ps: ParamSet, named, median_s: float, machine: dict | None, dtype: str) -> dict:
     state_bytes = program.state_bytes(named)
     numel = ps.numel
     moved = numel * 12 + 2 * state_bytes
     flops, ns_numel = ns_flops(program, named)
     out: dict = {"bytes": moved, "bytes_per_param": moved / numel, "state_bytes": state_bytes,
                  "effective_gbps": moved / median_s / 1e9, "ns_flops": flops, "ns_params": ns_numel,
-                 "ns_dtype": "bfloat16" if flops else None}
+                 "ns_dtype": dtype if flops else None}
     if machine:
         bw = machine["bandwidth"]["best_gbps"] * 1e9
         floor_s = moved / bw
         out["bw_floor_ms"] = floor_s * 1e3
         out["fraction_of_bandwidth"] = out["effective_gbps"] * 1e9 / bw
-        if flops:
-            peak = machine["matmul"]["peak_gflops"].get("bfloat16")
-            if peak:
-                out["ns_floor_ms"] = flops / (peak * 1e9) * 1e3
-                out["ns_fraction_of_peak"] = flops / median_s / (peak * 1e9)
-                floor_s += flops / (peak * 1e9)
+        peak = machine["matmul"]["peak_gflops"].get(dtype)
+        if flops and peak:
+            out["ns_floor_ms"] = flops / (peak * 1e9) * 1e3
+            out["ns_fraction_of_peak"] = flops / median_s / (peak * 1e9)
+            floor_s += flops / (peak * 1e9)
         out["floor_ms"] = floor_s * 1e3
         out["fraction_of_floor"] = floor_s / median_s
     return out
 
 
-def floor_seconds(program: Any, named, machine: dict | None) -> float | None:
-    """Bandwidth floor + Newton–Schulz matmul floor of one step (None without machine numbers)."""
+def floor_seconds(program: Any, named, machine: dict | None, dtype: str) -> float | None:
+    """Bandwidth floor + Newton–Schulz matmul floor (in ``dtype``) of one step (None without machine numbers)."""
     if not machine:
         return None
     numel = sum(p.numel() for _, p in named)
     out = (numel * 12 + 2 * program.state_bytes(named)) / (machine["bandwidth"]["best_gbps"] * 1e9)
     flops, _ = ns_flops(program, named)
-    peak = machine["matmul"]["peak_gflops"].get("bfloat16")
+    peak = machine["matmul"]["peak_gflops"].get(dtype)
     if flops and peak:
         out += flops / (peak * 1e9)
     return out
@@ -103,18 +111,24 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
     opt = optloom.optimizer(spec, named, backend=backend)
     # gradients are looked up each round: the optimizer re-points p.grad at its bucket's gradient
     # buffer on the first step (what backward then accumulates into), so the refill must follow
+    dtype = ns_dtype(program, device)
     cands = [Candidate(f"optloom {spec} ({backend})", opt.step, lambda: [p.grad for _, p in named], opt, True)]
-    for label, kwargs in _variants(program, backend):
+    dtypes = [dtype]  # the dtype each candidate's Newton–Schulz runs in (its matmul floor)
+    for label, kwargs in _variants(program, backend, dtype):
         vnamed = make()
         vopt = optloom.optimizer(spec, vnamed, **kwargs)
         cands.append(Candidate(f"optloom {spec} ({label})", vopt.step, lambda n=vnamed: [p.grad for _, p in n],
                                vopt, True))
+        dtypes.append(ns_dtype(program, device, kwargs))
     if with_baselines:
         for label, bopt, step in baselines.for_spec(program.name, named, program, make, compiled_baselines):
             grads = [p.grad for g in _groups(bopt) for p in g["params"]]
             cands.append(Candidate(label, step, grads, bopt))
-    floor_s = floor_seconds(program, named, machine)
-    steps, warmup, note, skip = plan_rounds(steps, warmup, floor_s and floor_s * len(cands), budget_s)
+            dtypes.append("bfloat16")  # torch.optim.Muon orthogonalizes in bf16 (elementwise specs: no NS)
+    est = [floor_seconds(program, named, machine, d) for d in dtypes]
+    cands, est, dropped = _drop_slow(cands, est, steps + warmup, budget_s)
+    steps, warmup, note, skip = plan_rounds(steps, warmup, est[0] and sum(est), budget_s)
+    note = "; ".join(x for x in (note, dropped) if x) or None
     if skip:
         return {"spec": spec, "params": ps.summary(), "backend": backend, "skipped": note}
     interleave(cands, steps, warmup, device, seed)
@@ -125,7 +139,7 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
     case: dict = {"spec": spec, "params": ps.summary(), "backend": backend, "candidates": stats,
                   "rounds": {"warmup": warmup, "timed": steps}, "note": note,
                   "buckets": len(opt._buckets or []),
-                  "floors": floors(program, ps, named, ours / 1e3, machine)}
+                  "floors": floors(program, ps, named, ours / 1e3, machine, dtype)}
     if with_memory:
         case["memory"] = _memory(program, named, cands, device)
     del cands, opt, named
@@ -133,16 +147,30 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
     return case
 
 
-def _variants(program: Any, backend: str) -> list[tuple[str, dict]]:
+def _variants(program: Any, backend: str, dtype: str) -> list[tuple[str, dict]]:
     """Other optloom configurations timed next to the default one: the same spec eager (what the
-    compiled step gains), and for elementwise specs without the non-finite gradient check (what
-    torch.optim's optimizers do: they do not check; the check costs one extra read of the grads)."""
+    compiled step gains); for elementwise specs, without the non-finite gradient check (torch.optim's
+    optimizers do not check; the check costs one extra read of the gradients); for specs whose
+    Newton–Schulz runs in another dtype here, in bf16 (torch.optim.Muon's precision)."""
     out: list[tuple[str, dict]] = []
     if backend != "eager":
         out.append(("eager", dict(backend="eager")))
     if all(r.layout == "flat" for r in program.rules):
         out.append((f"{backend}, nonfinite=ignore", dict(backend=backend, nonfinite="ignore")))
+    if "ns_dtype" in program.hyperparams and dtype != "bfloat16":
+        out.append((f"{backend}, ns_dtype=bfloat16", dict(backend=backend, ns_dtype="bfloat16")))
     return out
+
+
+def _drop_slow(cands: list, est: list, rounds: int, budget_s: float | None) -> tuple[list, list, str | None]:
+    """Leave out the contestants (never the first) whose floor estimate alone exceeds 3x the case
+    budget over ``rounds`` rounds, e.g. bf16 Newton–Schulz on a CPU without bf16 units."""
+    if not budget_s:
+        return cands, est, None
+    keep = [i for i, e in enumerate(est) if i == 0 or not e or e * rounds <= 3 * budget_s]
+    gone = [f"{cands[i].name} (floor {est[i]:.0f} s per step)" for i in range(len(cands)) if i not in keep]
+    note = f"left out, over 3x the case budget of {budget_s:.0f} s: " + ", ".join(gone) if gone else None
+    return [cands[i] for i in keep], [est[i] for i in keep], note
 
 
 def _groups(opt: Any) -> list[dict]:

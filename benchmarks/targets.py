@@ -33,7 +33,7 @@ def evaluate(report: dict) -> list[dict]:
         a.get("floors", {}).get("fraction_of_bandwidth") if a else None, ">=", 0.8)
     m = _case(report, "muon", "muon-large")
     add("muon step / torch Muon (12 x 768x3072)", _ratio(m, "torch Muon"), "<=", 1.0)
-    add("muon Newton–Schulz FLOPs / step time / bf16 matmul peak (12 x 768x3072)",
+    add("muon Newton–Schulz FLOPs / step time / its dtype's matmul peak (12 x 768x3072)",
         m.get("floors", {}).get("ns_fraction_of_peak") if m else None, ">=", 0.85)
     add("muon step / torch Muon (96 x 64x256)", _ratio(_case(report, "muon", "muon-small"), "torch Muon"), "<=", 0.4)
     comp = report.get("compile", {})
