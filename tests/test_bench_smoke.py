@@ -24,10 +24,11 @@ def test_bench_runner_smoke(tmp_path):
     assert set(cases) == {"adamw", "muon"}
     adamw = cases["adamw"]
     names = [s["name"] for s in adamw["candidates"]]
-    assert names[0].startswith("optloom adamw") and len(names) == 4  # foreach=False/True, fused=True
-    for s in adamw["candidates"]:
+    assert names[0] == "optloom adamw (eager)" and names[1] == "optloom adamw (eager, nonfinite=ignore)"
+    assert len(names) == 5  # + torch AdamW foreach=False/True, fused=True
+    for i, s in enumerate(adamw["candidates"]):
         assert s["n"] == 3 and s["median_ms"] > 0
-        assert s["optloom"] or s["optloom_over_this"] > 0
+        assert i == 0 or s["optloom_over_this"] > 0
     assert adamw["floors"]["bytes_per_param"] == 28.0 and adamw["floors"]["ns_flops"] == 0
     muon = cases["muon"]
     assert any("torch Muon" in s["name"] for s in muon["candidates"])
