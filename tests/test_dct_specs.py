@@ -44,7 +44,7 @@ import optloom
 import tests.reference as R
 from optloom.primitives import Ctx, lookup
 from tests.reference.subspace import dct_matrix
-from tests.spec_harness import (MATRICES, SHAPES, SPECS, STEPS, Composite, assert_close, check_bitwise_resume,
+from tests.spec_harness import (SHAPES, SPECS, STEPS, Composite, assert_close, check_bitwise_resume,
                                 check_trains, one_thread, params, run_pair)  # noqa: F401 (one_thread: autouse)
 
 FP32 = 5e-5

@@ -32,7 +32,6 @@ test below checks the invariance on the reference itself.
 """
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
