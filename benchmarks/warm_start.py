@@ -54,7 +54,7 @@ def measure(specs: list[str], params: str, repeat: int, threads: int, device: st
                             "first_step_s": first, "first_step_cpu_s": _median(rs, "first_step_cpu_s"),
                             "steady_step_ms": steady,
                             "overhead_s": None if first is None or steady is None else first - steady / 1e3,
-                            "dynamo_compile_s": _median(rs, "dynamo_compile_s"),
+                            "compile_s": _median(rs, "compile_s"),
                             "process_wall_s": _median(rs, "process_wall_s"),
                             "step_cache": sorted({e for r in rs for e in r.get("step_cache", [])}),
                             "errors": errors[:1]})
@@ -68,12 +68,12 @@ def render(rows: list[dict]) -> str:
         return "—" if v is None else fmt.format(v)
 
     lines = ["| spec | params | start | runs | first step s | first step CPU s | steady step ms | "
-             "start overhead s | Dynamo s | process wall s | step cache |",
+             "start overhead s | compile s | process wall s | step cache |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['spec']} | {r['params']} | {r['mode']} | {r['n']} | {f(r['first_step_s'])} | "
                      f"{f(r['first_step_cpu_s'])} | {f(r['steady_step_ms'], '{:.1f}')} | {f(r['overhead_s'])} | "
-                     f"{f(r['dynamo_compile_s'])} | {f(r['process_wall_s'])} | {', '.join(r['step_cache']) or '—'} |")
+                     f"{f(r['compile_s'])} | {f(r['process_wall_s'])} | {', '.join(r['step_cache']) or '—'} |")
         if r["errors"]:
             lines.append(f"|  |  | error: {r['errors'][0][-300:]!r} |")
     return "\n".join(lines)
