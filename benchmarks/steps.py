@@ -52,39 +52,42 @@ def ns_dtype(program: Any, device: torch.device, overrides: dict | None = None) 
     return str(resolve_dtype(name, device)).removeprefix("torch.")
 
 
-def floors(program: Any, ps: ParamSet, named, median_s: float, machine: dict | None, dtype: str) -> dict:
+def step_work(program: Any, named) -> dict:
+    """What one step must at least move and compute on these parameters (computed once per case:
+    ``state_bytes`` runs the spec's rules on fake tensors)."""
     state_bytes = program.state_bytes(named)
-    numel = ps.numel
-    moved = numel * 12 + 2 * state_bytes
+    numel = sum(p.numel() for _, p in named)
     flops, ns_numel = ns_flops(program, named)
-    out: dict = {"bytes": moved, "bytes_per_param": moved / numel, "state_bytes": state_bytes,
-                 "effective_gbps": moved / median_s / 1e9, "ns_flops": flops, "ns_params": ns_numel,
-                 "ns_dtype": dtype if flops else None}
-    if machine:
-        bw = machine["bandwidth"]["best_gbps"] * 1e9
-        floor_s = moved / bw
-        out["bw_floor_ms"] = floor_s * 1e3
-        out["fraction_of_bandwidth"] = out["effective_gbps"] * 1e9 / bw
-        peak = machine["matmul"]["peak_gflops"].get(dtype)
-        if flops and peak:
-            out["ns_floor_ms"] = flops / (peak * 1e9) * 1e3
-            out["ns_fraction_of_peak"] = flops / median_s / (peak * 1e9)
-            floor_s += flops / (peak * 1e9)
-        out["floor_ms"] = floor_s * 1e3
-        out["fraction_of_floor"] = floor_s / median_s
-    return out
+    return {"numel": numel, "state_bytes": state_bytes, "bytes": numel * 12 + 2 * state_bytes,
+            "ns_flops": flops, "ns_params": ns_numel}
 
 
-def floor_seconds(program: Any, named, machine: dict | None, dtype: str) -> float | None:
-    """Bandwidth floor + Newton–Schulz matmul floor (in ``dtype``) of one step (None without machine numbers)."""
+def floor_seconds(work: dict, machine: dict | None, dtype: str) -> tuple[float, float | None] | None:
+    """(bandwidth floor, Newton–Schulz matmul floor in ``dtype`` or None) of one step, in seconds;
+    None without machine numbers."""
     if not machine:
         return None
-    numel = sum(p.numel() for _, p in named)
-    out = (numel * 12 + 2 * program.state_bytes(named)) / (machine["bandwidth"]["best_gbps"] * 1e9)
-    flops, _ = ns_flops(program, named)
     peak = machine["matmul"]["peak_gflops"].get(dtype)
-    if flops and peak:
-        out += flops / (peak * 1e9)
+    ns_s = work["ns_flops"] / (peak * 1e9) if work["ns_flops"] and peak else None
+    return work["bytes"] / (machine["bandwidth"]["best_gbps"] * 1e9), ns_s
+
+
+def floors(work: dict, median_s: float, machine: dict | None, dtype: str) -> dict:
+    moved, flops = work["bytes"], work["ns_flops"]
+    out: dict = {"bytes": moved, "bytes_per_param": moved / work["numel"], "state_bytes": work["state_bytes"],
+                 "effective_gbps": moved / median_s / 1e9, "ns_flops": flops, "ns_params": work["ns_params"],
+                 "ns_dtype": dtype if flops else None}
+    floor = floor_seconds(work, machine, dtype)
+    if floor:
+        bw_s, ns_s = floor
+        out["bw_floor_ms"] = bw_s * 1e3
+        out["fraction_of_bandwidth"] = bw_s / median_s
+        if ns_s is not None:
+            out["ns_floor_ms"] = ns_s * 1e3
+            out["ns_fraction_of_peak"] = ns_s / median_s
+        total = bw_s + (ns_s or 0.0)
+        out["floor_ms"] = total * 1e3
+        out["fraction_of_floor"] = total / median_s
     return out
 
 
@@ -125,7 +128,9 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
             grads = [p.grad for g in _groups(bopt) for p in g["params"]]
             cands.append(Candidate(label, step, grads, bopt))
             dtypes.append("bfloat16")  # torch.optim.Muon orthogonalizes in bf16 (elementwise specs: no NS)
-    est = [floor_seconds(program, named, machine, d) for d in dtypes]
+    work = step_work(program, named)
+    est = [sum(f for f in floor if f) if floor else None
+           for floor in (floor_seconds(work, machine, d) for d in dtypes)]
     cands, est, dropped = _drop_slow(cands, est, steps + warmup, budget_s)
     steps, warmup, note, skip = plan_rounds(steps, warmup, est[0] and sum(est), budget_s)
     note = "; ".join(x for x in (note, dropped) if x) or None
@@ -139,9 +144,9 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
     case: dict = {"spec": spec, "params": ps.summary(), "backend": backend, "candidates": stats,
                   "rounds": {"warmup": warmup, "timed": steps}, "note": note,
                   "buckets": len(opt._buckets or []),
-                  "floors": floors(program, ps, named, ours / 1e3, machine, dtype)}
+                  "floors": floors(work, ours / 1e3, machine, dtype)}
     if with_memory:
-        case["memory"] = _memory(program, named, cands, device)
+        case["memory"] = _memory(work["state_bytes"], cands, device)
     del cands, opt, named
     gc.collect()
     return case
@@ -179,10 +184,10 @@ def _groups(opt: Any) -> list[dict]:
     return opt.param_groups
 
 
-def _memory(program: Any, named, cands: list[Candidate], device: torch.device) -> dict:
+def _memory(predicted: int, cands: list[Candidate], device: torch.device) -> dict:
+    """Persistent state against ``Program.state_bytes`` (``predicted``) and each step's peak."""
     ours = cands[0].optimizer
     persistent = memory.bucket_state_bytes(ours)
-    predicted = program.state_bytes(named)
     out: dict = {"state_bytes": persistent, "predicted_state_bytes": predicted,
                  "state_matches_prediction": persistent == predicted,
                  "largest_bucket_param_bytes": memory.largest_bucket_bytes(ours), "peak": {}}
