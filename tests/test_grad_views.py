@@ -104,12 +104,19 @@ def test_explicit_set_to_none_follows_torch():
     assert all(p.grad is not None and not p.grad.any() for p in a.parameters())
 
 
-def test_gradient_set_to_none_is_still_skipped():
+def _second_backward():
+    """A model and optimizer after one step, ``zero_grad()`` and a second backward: the
+    gradients are views of the bucket's buffer."""
     a, _, oa, _ = _pair()
     _loss(a, 0).backward()
     oa.step()
     oa.zero_grad()
     _loss(a, 1).backward()
+    return a, oa
+
+
+def test_gradient_set_to_none_is_still_skipped():
+    a, oa = _second_backward()
     frozen = a[2].bias
     frozen.grad = None
     before = frozen.detach().clone()
@@ -118,11 +125,7 @@ def test_gradient_set_to_none_is_still_skipped():
 
 
 def test_nonfinite_gradient_in_a_view_raises_and_changes_nothing():
-    a, _, oa, _ = _pair()
-    _loss(a, 0).backward()
-    oa.step()
-    oa.zero_grad()
-    _loss(a, 1).backward()
+    a, oa = _second_backward()
     a[0].weight.grad[0, 0] = float("nan")  # written through the view, into the buffer
     params = [p.detach().clone() for p in a.parameters()]
     with pytest.raises(NonFiniteGradientError):
