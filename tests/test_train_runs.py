@@ -8,7 +8,8 @@ import pytest
 from optloom.train.experiment import Experiment, make_variant
 from optloom.train.runner import train_one
 from optloom.train.tasks import get_task
-from optloom.train.tasks.charlm import CharLM, stdlib_files
+from optloom.train.tasks.charlm import CharLM
+from optloom.train.tasks.corpus import stdlib_files
 from optloom.train.tasks.lsq import LeastSquares
 
 

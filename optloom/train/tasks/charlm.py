@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import Task, register_task
-from .corpus import load_corpus, stdlib_files  # noqa: F401  (stdlib_files: the default corpus's files)
+from .corpus import load_corpus
 
 
 class Block(nn.Module):
