@@ -188,14 +188,7 @@ def _(ctx, x, q, side):
 
 
 def _lift_right(y: Tensor, q: Tensor, side: str) -> bool:
-    """``lift``'s side, read from ``Y`` (``project``'s result) and ``q`` (``d × k``, ``k ≤ d``):
-    on the right ``Y`` is ``m × k`` and ``X`` was ``Y.rows × q.rows``; so ``"auto"`` / ``"std"``
-    are right iff ``Y`` has ``k`` columns and ``side_right(Y.rows, q.rows, side)`` — ``"auto"``:
-    ``Y.rows > q.rows``, ``"std"``: ``Y.rows ≥ q.rows``. This is ``project``'s side for every ``X``:
-    on the right it is ``side_right(m, n)`` itself; on the left ``Y`` is ``k × n`` with ``k ≤ m ≤ n``,
-    so ``Y`` has ``k`` columns only when ``X`` is square with a full basis (``k = m = n``,
-    ``Y.rows = q.rows``), and that is left under ``"auto"`` (under ``"std"`` a square ``X`` is never
-    left)."""
+    """``lift``'s side from ``Y``'s and ``q``'s shapes (the rule is derived in ``lift``'s docstring)."""
     if side in ("left", "right"):
         return side == "right"
     return y.shape[-1] == q.shape[-1] and side_right(y.shape[-2], q.shape[-2], side)
@@ -214,7 +207,9 @@ def lift(ctx: Ctx, y: Tensor, q: Tensor, side: Side = "auto") -> Tensor:
     ``Y`` is ``m × k`` on the right, ``k × n`` on the left, so the side is right iff ``Y`` has
     ``q``'s ``k`` columns and ``Y.rows > q.rows`` (``"auto"``) / ``Y.rows ≥ q.rows`` (``"std"``) —
     the rule applied to the ``Y.rows × q.rows`` matrix ``X`` that the right side implies. This is
-    exact for every ``X`` when ``k ≤ d`` (an orthonormal ``q``)."""
+    exact for every ``X`` when ``k ≤ d`` (an orthonormal ``q``): on the left ``Y`` is ``k × n`` with
+    ``k ≤ m ≤ n``, so it has ``k`` columns only for a square ``X`` with a full basis, which is left
+    under ``"auto"`` and never left under ``"std"``."""
     q = q.to(y.dtype)
     if _lift_right(y, q, side):
         return y @ q.transpose(-2, -1)
