@@ -16,7 +16,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 import optloom
-from optloom.compiler.distributed import init_state
+from optloom.runtime.distributed.strategy import init_state
 
 
 def main() -> None:

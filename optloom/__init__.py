@@ -2,8 +2,8 @@
 
 >>> opt = optloom.optimizer("adamw", model.parameters(), lr=1e-3)   # doctest: +SKIP
 """
-from .compiler.program import Program, compile
-from .dsl.diagnostics import Diagnostic, SpecError
+from .check.program import Program, compile
+from .lang.diagnostics import Diagnostic, SpecError
 from .primitives.registry import State, primitive
 
 __version__ = "0.1.0"
@@ -14,7 +14,7 @@ def optimizer(spec, params, backend: str | None = None, nonfinite: str = "raise"
     """Build a ``torch.optim.Optimizer`` from a spec (a shipped name, a .opt path or spec text).
     ``backend``: ``"inductor"`` (the default; ``$OPTLOOM_BACKEND`` overrides it) compiles the step
     with ``torch.compile`` on the first call; ``"eager"`` runs the same graphs uncompiled."""
-    from .compiler.optimizer import SpecOptimizer
+    from .runtime.optimizer import SpecOptimizer
 
     return SpecOptimizer(compile(spec, name=name), params, backend=backend, nonfinite=nonfinite, **hyperparams)
 

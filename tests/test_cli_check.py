@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from optloom.cli import main
-from optloom.compiler.loader import SHIPPED
+from optloom.lang.loader import SHIPPED
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(str(p) for p in SHIPPED.glob("*.opt"))
@@ -19,7 +19,7 @@ BAD = "optimizer o(lr = 0.1) {\n  all =>\n    grad |> newton_shulz(5) |> apply(l
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The real console entry point, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "optloom.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "optloom", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 

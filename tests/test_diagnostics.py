@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from optloom.compiler.program import check_source
-from optloom.dsl.diagnostics import SpecError
-from optloom.dsl.parser import parse
+from optloom.check.program import check_source
+from optloom.lang.diagnostics import SpecError
+from optloom.lang.parser import parse
 
 
 def spec(*stages: str, hypers: str = "lr = 0.1", head: str = "all =>", apply: bool = True) -> str:
@@ -352,7 +352,7 @@ def test_selectors_that_can_match_are_accepted(head):
 
 
 def test_compile_reports_the_same_def_errors_once():
-    from optloom.compiler.program import compile
+    from optloom.check.program import compile
 
     text = "def f(x) = x |> sgin\ndef g(x) = x |> sign\n" + spec("f")
     with pytest.raises(SpecError) as info:

@@ -132,7 +132,7 @@ def _entry(rank: int, port: int, fn, args) -> None:
 # ---- workers (run in the spawned ranks) ---------------------------------------------------------
 def _ddp_worker(rank: int, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from optloom.compiler.distributed import replicated
+    from optloom.runtime.distributed.strategy import replicated
 
     for spec, hyper in SPECS.items():
         for mode in ("plain", "replicated"):
@@ -150,7 +150,7 @@ def _ddp_failure_worker(rank: int, out: str) -> None:
     """Under DDP with replicated(opt): rank 1 fails after its graphs ran, then rank 0 fails while
     preparing; every rank must raise, nothing may change, and training must go on afterwards."""
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from optloom.compiler.distributed import DistributedStepError, replicated
+    from optloom.runtime.distributed.strategy import DistributedStepError, replicated
 
     model = DDP(_net())
     opt = replicated(optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"]))
@@ -247,8 +247,8 @@ def _count_matrices(opt) -> list[int]:
 
 
 def _failure_worker(rank: int, out: str) -> None:
-    from optloom.compiler.distributed import DistributedStepError
-    from optloom.compiler.optimizer import NonFiniteGradientError
+    from optloom.runtime.distributed.strategy import DistributedStepError
+    from optloom.runtime.optimizer import NonFiniteGradientError
 
     model = _fsdp_model()
     opt = optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"])
@@ -339,7 +339,7 @@ def _ckpt(model: nn.Module, opt) -> dict:
 
 def _load(model: nn.Module, opt, path: str, no_dist: bool) -> None:
     import torch.distributed.checkpoint as dcp
-    from optloom.compiler.distributed import init_state
+    from optloom.runtime.distributed.strategy import init_state
 
     init_state(opt)  # dcp loads into existing tensors: allocate the (step-0) state first
     sd = _ckpt(model, opt)

@@ -30,7 +30,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 
     import torch.distributed as dist
 
-    from optloom.compiler.dist_comm import CommStats, Piece, from_owners, row_ranges, to_owners
+    from optloom.runtime.distributed.comm import CommStats, Piece, from_owners, row_ranges, to_owners
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)

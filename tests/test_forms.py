@@ -215,7 +215,7 @@ def test_group_reduce_spans_every_bucket_of_the_rule():
 
 
 def test_nested_group_reductions_are_rejected():
-    from optloom.compiler.program import check_source
+    from optloom.check.program import check_source
 
     src = _spec('    grad * group_reduce(fro_norm(grad) * group_reduce(rms(grad))) |> apply(lr)')
     assert any("cannot depend on another group reduction" in d.message for d in check_source(src, "x.opt"))

@@ -29,8 +29,8 @@ import torch
 
 import optloom
 import tests.reference as R
-from optloom.compiler import ir
-from optloom.compiler.selectors import ParamInfo
+from optloom.check import ir
+from optloom.check.selectors import ParamInfo
 from tests.reference.muon_family import column_select
 from tests.spec_harness import (MATRICES, SHAPES, SPECS, STEPS, Composite, assert_close, check_bitwise_resume,
                                 check_trains, one_thread, run_pair)  # noqa: F401 (one_thread: autouse)

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optloom.compiler.loader import SHIPPED
-from optloom.compiler.program import check_source
-from optloom.dsl.diagnostics import Diagnostic, SpecError
-from optloom.dsl.parser import parse
+from optloom.lang.loader import SHIPPED
+from optloom.check.program import check_source
+from optloom.lang.diagnostics import Diagnostic, SpecError
+from optloom.lang.parser import parse
 from optloom.primitives import all_primitives
 
 FUZZ = settings(max_examples=80, deadline=2000, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import optloom
-from optloom.compiler.optimizer import NonFiniteGradientError
+from optloom.runtime.optimizer import NonFiniteGradientError
 
 
 def _model(seed: int = 0) -> torch.nn.Module:

@@ -7,8 +7,8 @@ import torch
 import torch._dynamo
 
 import optloom
-from optloom.compiler.loader import SHIPPED, shipped_names
-from optloom.dsl.parser import parse
+from optloom.lang.loader import SHIPPED, shipped_names
+from optloom.lang.parser import parse
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def _cache_run(named_seed: int, shapes: dict, steps: int = 2) -> list[torch.Tens
 def test_compiled_step_cache_saves_loads_and_survives_corruption(tmp_path, monkeypatch):
     """A second build of the same step loads it from OPTLOOM_CACHE_DIR; a corrupted file is
     reported, replaced, and the step still computes the same values; other shapes get another file."""
-    from optloom.compiler import compile_cache, runner
+    from optloom.backends import compile_cache, runner
 
     monkeypatch.setenv("OPTLOOM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(runner, "_COMPILED", {})
@@ -122,7 +122,7 @@ def test_compiled_step_cache_saves_loads_and_survives_corruption(tmp_path, monke
 
 
 def test_compiled_step_cache_can_be_disabled(tmp_path, monkeypatch):
-    from optloom.compiler import compile_cache, runner
+    from optloom.backends import compile_cache, runner
 
     monkeypatch.setenv("OPTLOOM_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("OPTLOOM_COMPILE_CACHE", "0")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from optloom.compiler.program import check_source, compile
+from optloom.check.program import check_source, compile
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
 BLOCK = re.compile(r"(?:<!-- file: (?P<file>[^ ]+) -->\n)?```optloom\n(?P<body>.*?)```", re.S)

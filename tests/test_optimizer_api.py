@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import optloom
-from optloom.compiler.loader import shipped_names
-from optloom.compiler.optimizer import NonFiniteGradientError
-from optloom.compiler.state_io import StateDictError
+from optloom.lang.loader import shipped_names
+from optloom.runtime.optimizer import NonFiniteGradientError
+from optloom.runtime.state_io import StateDictError
 
 SPECS = shipped_names()
 KW = {"sgd": dict(momentum=0.9)}
@@ -248,7 +248,7 @@ def test_every_shipped_optimizer_is_reachable_by_name():
     and through the path form; an unknown name is a clear error."""
     import re
 
-    from optloom.compiler.loader import SHIPPED, shipped_names
+    from optloom.lang.loader import SHIPPED, shipped_names
 
     for stem in shipped_names():
         for name in re.findall(r"^\s*optimizer\s+(\w+)\s*\(", (SHIPPED / f"{stem}.opt").read_text(), re.M):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from optloom.compiler.loader import SHIPPED
-from optloom.compiler.program import check_source
-from optloom.dsl import ast as A
-from optloom.dsl.parser import parse
+from optloom.lang.loader import SHIPPED
+from optloom.check.program import check_source
+from optloom.lang import ast as A
+from optloom.lang.parser import parse
 from optloom.primitives import lookup
 
 N = A.Name
@@ -186,8 +186,8 @@ def test_import_resolves_on_optloom_spec_path(tmp_path, monkeypatch):
 
 
 def test_parse_file_reports_unreadable(tmp_path):
-    from optloom.dsl.diagnostics import SpecError
-    from optloom.dsl.parser import parse_file
+    from optloom.lang.diagnostics import SpecError
+    from optloom.lang.parser import parse_file
 
     with pytest.raises(SpecError) as info:
         parse_file(str(tmp_path / "missing.opt"))
@@ -196,7 +196,7 @@ def test_parse_file_reports_unreadable(tmp_path):
 
 
 def test_byte_order_mark_is_ignored():
-    from optloom.dsl.comments import format_source
+    from optloom.lang.comments import format_source
 
     text = "\ufeff# header\noptimizer o(lr = 0.1) {\n  all =>\n    grad |> apply(lr)\n}\n"
     assert parse(text) == parse(text[1:]) == parse(text.encode())

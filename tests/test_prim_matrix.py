@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from optloom.compiler.program import check_source
+from optloom.check.program import check_source
 from optloom.primitives import Ctx, lookup
 from optloom.primitives.ns_variants import polar_express_coeffs
 from optloom.primitives.orthogonalize import NS_PRESETS

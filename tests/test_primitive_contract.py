@@ -15,9 +15,9 @@ import zlib
 import pytest
 import torch
 
-from optloom.compiler.consts import ConstError, const_value
-from optloom.dsl import ast as A
-from optloom.dsl.parser import parse
+from optloom.check.consts import ConstError, const_value
+from optloom.lang import ast as A
+from optloom.lang.parser import parse
 from optloom.primitives import Ctx, all_primitives
 
 B = 3

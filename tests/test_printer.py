@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optloom.compiler.loader import SHIPPED
-from optloom.dsl import ast as A
-from optloom.dsl.comments import find_comments, format_source
-from optloom.dsl.parser import RESERVED, parse
-from optloom.dsl.printer import canonical_hash, print_expr, print_module
+from optloom.lang.loader import SHIPPED
+from optloom.lang import ast as A
+from optloom.lang.comments import find_comments, format_source
+from optloom.lang.parser import RESERVED, parse
+from optloom.lang.printer import canonical_hash, print_expr, print_module
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

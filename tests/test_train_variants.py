@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from optloom.dsl.diagnostics import SpecError
-from optloom.dsl.parser import parse
-from optloom.train.diff import diff_optimizers
+from optloom.lang.diagnostics import SpecError
+from optloom.lang.parser import parse
+from optloom.lang.diff import diff_optimizers
 from optloom.train.experiment import UsageError, parse_value, split_values
-from optloom.train.variants import LabelError, derive, grid, parse_stage, stage_labels
+from optloom.lang.edits import LabelError, derive, grid, parse_stage, stage_labels
 
 SPEC = """\
 optimizer mini(lr = 0.02, momentum = 0.9) {

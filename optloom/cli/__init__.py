@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 import sys
 
-from ..dsl.diagnostics import SpecError
+from ..lang.diagnostics import SpecError
 
 ORDER = ["check", "fmt", "list", "show", "train", "ablate", "diff", "demo", "bench"]
 

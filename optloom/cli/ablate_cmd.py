@@ -29,9 +29,9 @@ def add_parser(sub) -> None:
 def derive_variants(spec: str, removes: list[str], replaces: list[str], sets: list[str],
                     base: bool = True) -> list:
     """The variants of ``optloom ablate`` (each checked like any spec); raises on a bad label or spec."""
-    from ..compiler.loader import resolve_spec
+    from ..lang.loader import resolve_spec
     from ..train.experiment import UsageError, make_variant, parse_value, split_assignment, split_values
-    from ..train.variants import LabelError, derive, grid
+    from ..lang.edits import LabelError, derive, grid
 
     source, file = resolve_spec(spec)
     if file != "<spec>":  # derived texts keep resolving the spec's own imports

@@ -1,7 +1,6 @@
 """``optloom bench SPEC...``: time compiled specs against torch.optim on the same parameters.
 
-The runner lives in the repository's ``benchmarks/`` package (not installed with optloom): this
-command finds it next to the ``optloom`` package of an editable install or on ``sys.path``.
+The runner is the ``optloom.benchmarks`` subpackage (also ``python -m optloom.benchmarks``).
 Method and tables: docs/performance.md.
 """
 from __future__ import annotations
@@ -55,24 +54,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _import_benchmarks():
-    root = Path(__file__).resolve().parents[2]
-    if (root / "benchmarks" / "runner.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        from benchmarks import report, runner
-    except ImportError as e:
-        raise SystemExit(f"optloom bench: cannot import the benchmarks package ({e}); run it from a "
-                         "checkout of the optloom repository (editable install)") from None
-    return runner, report
-
-
 def _split(values) -> list[str]:
     return [v for item in values or [] if item for v in item.split(",") if v]
 
 
 def run(args: argparse.Namespace) -> int:
-    runner, report = _import_benchmarks()
+    from ..benchmarks import report, runner
+
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
         print(report.render(data, markdown=args.markdown))

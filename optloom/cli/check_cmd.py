@@ -14,8 +14,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compiler.program import check_source
-    from ..dsl.diagnostics import Diagnostic, Span
+    from ..check.program import check_source
+    from ..lang.diagnostics import Diagnostic, Span
 
     failed = False
     for f in args.files:

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 def demo_specs() -> tuple[list[str], str | None]:
     """The shipped specs the demo trains, and a note when ARO is not shipped yet."""
-    from ..compiler.loader import shipped_names
+    from ..lang.loader import shipped_names
 
     names = shipped_names()
     specs = [s for s in DEMO_SPECS if s in names]

@@ -16,9 +16,9 @@ def add_parser(sub) -> None:
 
 
 def _load(spec: str, name: str | None):
-    from ..compiler.loader import resolve_spec
-    from ..dsl.diagnostics import Diagnostic, Span, SpecError
-    from ..dsl.parser import parse
+    from ..lang.loader import resolve_spec
+    from ..lang.diagnostics import Diagnostic, Span, SpecError
+    from ..lang.parser import parse
 
     source, file = resolve_spec(spec)
     module = parse(source, file)
@@ -31,8 +31,8 @@ def _load(spec: str, name: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dsl.printer import canonical_hash, print_expr
-    from ..train.diff import diff_optimizers
+    from ..lang.printer import canonical_hash, print_expr
+    from ..lang.diff import diff_optimizers
 
     ma, oa, fa = _load(args.a, args.name)
     mb, ob, fb = _load(args.b, args.name)

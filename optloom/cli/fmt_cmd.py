@@ -22,8 +22,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dsl.comments import format_source
-    from ..dsl.diagnostics import SpecError
+    from ..lang.comments import format_source
+    from ..lang.diagnostics import SpecError
 
     status = 0
     for f in args.files:

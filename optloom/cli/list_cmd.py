@@ -54,8 +54,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _list_specs() -> int:
     """Each shipped spec: its optimizers and the first line of its header comment."""
-    from ..compiler.loader import SHIPPED, shipped_names
-    from ..dsl.parser import parse
+    from ..lang.loader import SHIPPED, shipped_names
+    from ..lang.parser import parse
 
     for name in shipped_names():
         text = (SHIPPED / f"{name}.opt").read_text()

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from ..dsl.diagnostics import SpecError
+from ..lang.diagnostics import SpecError
 
 
 def add_common_args(p: argparse.ArgumentParser, default_task: str | None = None) -> None:

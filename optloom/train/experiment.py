@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..compiler.loader import resolve_spec, shipped_names
+from ..lang.loader import resolve_spec, shipped_names
 from .device import environment
 from .plots import plot_runs
 from .report import format_table, format_value, summarize, write_csv, write_json

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..dsl.diagnostics import SpecError
+from ..lang.diagnostics import SpecError
 from .device import synchronize
 from .progress import Progress
 from .tasks import Task

@@ -5,14 +5,14 @@ Shares no code with ``optloom``. Every class: ``Cls(params: list[(name, tensor)]
 ``.state: dict[name, dict[str, tensor]]``. Hyper-parameters are plain attributes (set ``.lr`` etc.
 between steps for schedules). Random choices are explicit callables/arguments.
 """
-from .adaptive import NAMO, NAMOD
-from .aro import ARO
-from .baseline import SGD, AdamW, Lion, Muon, Signum
-from .common import newton_schulz, ns_scalar_map, polar_svd, shape_scale
-from .frontier import FISMO, LANTON, DropMuon
-from .muon_family import ROOT, AuON, HybridAuON, LowRankMuon, PolarGrad
-from .spectral import SPECTRA, hard_spectral_clip, soft_spectral_clip
-from .subspace import DCTAdamW, FRUGALBlock, FRUGALProjected, Conda, Trion, dct_matrix
+from tests.reference.adaptive import NAMO, NAMOD
+from tests.reference.aro import ARO
+from tests.reference.baseline import SGD, AdamW, Lion, Muon, Signum
+from tests.reference.common import newton_schulz, ns_scalar_map, polar_svd, shape_scale
+from tests.reference.frontier import FISMO, LANTON, DropMuon
+from tests.reference.muon_family import ROOT, AuON, HybridAuON, LowRankMuon, PolarGrad
+from tests.reference.spectral import SPECTRA, hard_spectral_clip, soft_spectral_clip
+from tests.reference.subspace import DCTAdamW, FRUGALBlock, FRUGALProjected, Conda, Trion, dct_matrix
 
 __all__ = [
     "SGD", "AdamW", "Lion", "Signum", "Muon", "AuON", "HybridAuON", "ROOT", "PolarGrad",

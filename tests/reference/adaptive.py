@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from .common import F64, ReferenceOptimizer, as_matrix, counter, newton_schulz
+from tests.reference.common import F64, ReferenceOptimizer, as_matrix, counter, newton_schulz
 
 
 class NAMO(ReferenceOptimizer):

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from .common import F64, ReferenceOptimizer, as_matrix
+from tests.reference.common import F64, ReferenceOptimizer, as_matrix
 
 
 def row_norm(X: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import re
 
 import torch
 
-from .common import F64, MUON_COEFFS, ReferenceOptimizer, as_matrix, counter, newton_schulz, shape_scale
+from tests.reference.common import F64, MUON_COEFFS, ReferenceOptimizer, as_matrix, counter, newton_schulz, shape_scale
 
 
 class SGD(ReferenceOptimizer):

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .common import F64, ReferenceOptimizer, as_matrix, newton_schulz, polar_svd, shape_scale
+from tests.reference.common import F64, ReferenceOptimizer, as_matrix, newton_schulz, polar_svd, shape_scale
 
 
 def suffix_active_set(ordered_names, s: int) -> set:
@@ -118,7 +118,7 @@ class LANTON(ReferenceOptimizer):
         self.estimator, self.normalization, self.ns_steps = estimator, normalization, ns_steps
         self.weight_decay = weight_decay
         if group_fn is None:
-            from .baseline import default_is_hidden
+            from tests.reference.baseline import default_is_hidden
             group_fn = lambda name, W: "muon" if default_is_hidden(name, W) else "sign"  # noqa: E731
         self.group = {name: group_fn(name, W) for name, W in self.params.items()}
 

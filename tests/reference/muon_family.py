@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import (F64, MUON_COEFFS, NS_NORMALIZATION, NS_PRESETS, ReferenceOptimizer,  # noqa: F401
-                     as_matrix, newton_schulz, ns_scalar_map, polar_svd, shape_scale)
+from tests.reference.common import F64, MUON_COEFFS, NS_NORMALIZATION, NS_PRESETS, ReferenceOptimizer, as_matrix, newton_schulz, ns_scalar_map, polar_svd, shape_scale
 
 
 def _nesterov_ema(st, G, beta):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import F64, ReferenceOptimizer, as_matrix, counter, shape_scale
+from tests.reference.common import F64, ReferenceOptimizer, as_matrix, counter, shape_scale
 
 
 def soft_spectral_clip(X: torch.Tensor, c: float) -> torch.Tensor:

@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from .baseline import adamw_update
-from .common import F64, ReferenceOptimizer, counter, newton_schulz, shape_scale
+from tests.reference.baseline import adamw_update
+from tests.reference.common import F64, ReferenceOptimizer, counter, newton_schulz, shape_scale
 
 
 def dct_matrix(d: int) -> torch.Tensor:

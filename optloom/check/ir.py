@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Literal
 
-from ..dsl import ast as A
-from ..dsl.diagnostics import NO_SPAN, Span
+from ..lang import ast as A
+from ..lang.diagnostics import NO_SPAN, Span
 from ..primitives.registry import Primitive
 
 Kind = Literal["tensor", "scalar", "runtime", "structural", "const"]
@@ -161,7 +161,7 @@ class RuleIR:
     selector: A.Expr | None
     result: Node
     states: list[StateInfo]
-    layout: Literal["flat", "stacked"]
+    elementwise: bool  # every node acts entry by entry: lowering may run it on a flat bucket
     primitives: list[str]
     span: Span = NO_SPAN
     labels: dict[str, Call] = field(default_factory=dict)
@@ -186,7 +186,7 @@ class RuleIR:
 
     @property
     def selector_text(self) -> str:
-        from ..dsl.printer import print_expr
+        from ..lang.printer import print_expr
 
         return "*" if self.selector is None else print_expr(self.selector)
 

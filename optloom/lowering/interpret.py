@@ -9,7 +9,7 @@ import torch
 
 from ..primitives.context import Ctx
 from ..primitives.registry import State
-from . import ir
+from ..check import ir
 
 _BIN = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "**": operator.pow,

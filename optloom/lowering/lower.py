@@ -17,7 +17,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from ..primitives.context import Ctx
-from . import ir, passes
+from ..check import ir
+from . import passes
 from .interpret import phases, run_rule
 
 

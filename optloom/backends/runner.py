@@ -14,8 +14,8 @@ import torch
 import torch.fx as fx
 
 from . import compile_cache
-from .buckets import Bucket
-from .passes import split_scalar_prologue
+from ..runtime.buckets import Bucket
+from ..lowering.passes import split_scalar_prologue
 
 BACKENDS = ("eager", "inductor")
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..dsl import ast as A
+from ..lang import ast as A
 from .consts import _pow
 
 SELECTOR_NAMES = ("ndim", "shape", "numel", "name", "group")

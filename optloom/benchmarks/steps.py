@@ -160,7 +160,7 @@ def _variants(program: Any, backend: str, dtype: str) -> list[tuple[str, dict]]:
     out: list[tuple[str, dict]] = []
     if backend != "eager":
         out.append(("eager", dict(backend="eager")))
-    if all(r.layout == "flat" for r in program.rules):
+    if all(r.elementwise for r in program.rules):
         out.append((f"{backend}, nonfinite=ignore", dict(backend=backend, nonfinite="ignore")))
     if "ns_dtype" in program.hyperparams and dtype != "bfloat16":
         out.append((f"{backend}, ns_dtype=bfloat16", dict(backend=backend, ns_dtype="bfloat16")))

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from .buckets import scalar_dtype
-from .lower import BucketMeta, discover_states
+from ..lowering.layout import Layout, layout_of
+from ..lowering.lower import BucketMeta, discover_states
 
 FORMAT = 1
 
@@ -92,10 +93,10 @@ class StateDictMixin:
         rule = self._routes[p]  # type: ignore[attr-defined]
         gi = next(i for i, g in enumerate(self.param_groups) if any(q is p for q in g["params"]))  # type: ignore[attr-defined]
         hypers = {k: self.param_groups[gi][k] for k in self.program.hyperparams}  # type: ignore[attr-defined]
-        layout_shape = (p.numel(),) if rule.layout == "flat" else (1, *p.shape)
-        specs = discover_states(rule, BucketMeta(rule.layout, layout_shape, p.dtype, p.device), hypers,
+        layout = layout_of(rule)
+        specs = discover_states(rule, BucketMeta(layout, layout.buffer_shape([tuple(p.shape)]), p.dtype, p.device), hypers,
                                 self._rule_group(rule))  # type: ignore[attr-defined]
-        want = {s.name: (tuple(p.shape) if rule.layout == "flat" else s.shape[1:]) for s in specs}
+        want = {s.name: (tuple(p.shape) if layout is Layout.FLAT else s.shape[1:]) for s in specs}
         dtypes = {s.name: s.dtype for s in specs}
         have = set(st) - {"step"}
         if "step" not in st:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..dsl import ast as A
+from ..lang import ast as A
 
 
 class ConstError(ValueError):

@@ -27,8 +27,9 @@ from typing import Any, Callable
 
 import torch
 
-from . import ir
-from .lower import BucketMeta, StateSpec, discover_states, lower
+from ..check import ir
+from ..lowering.layout import Layout, layout_of
+from ..lowering.lower import BucketMeta, StateSpec, discover_states, lower
 
 
 def scalar_dtype(device: torch.device) -> torch.dtype:
@@ -193,13 +194,13 @@ def _same_view(g: torch.Tensor | None, view: torch.Tensor, ptr: int) -> bool:
 
 
 def bucket_key(rule: ir.RuleIR, group: int, p: torch.Tensor, step: float) -> tuple:
-    shape = tuple(p.shape) if rule.layout == "stacked" else ()
+    shape = tuple(p.shape) if layout_of(rule) is Layout.STACKED else ()
     return (group, rule.label, p.dtype, p.device, shape, step)
 
 
 def predict_state_bytes(program: Any, params: Any) -> int:
     """Bytes of persistent state for these parameters, from a fake-tensor run of each rule."""
-    from .selectors import ParamInfo
+    from ..check.selectors import ParamInfo
 
     total = 0
     hypers = program.defaults()
@@ -208,7 +209,8 @@ def predict_state_bytes(program: Any, params: Any) -> int:
         rule = program.route(ParamInfo(name, tuple(p.shape), 0), hypers)
         if rule is None:
             continue
-        meta = BucketMeta(rule.layout, (p.numel(),) if rule.layout == "flat" else (1, *p.shape), p.dtype, p.device)
+        layout = layout_of(rule)
+        meta = BucketMeta(layout, layout.buffer_shape([tuple(p.shape)]), p.dtype, p.device)
         for spec in discover_states(rule, meta, hypers):
             total += math.prod(spec.shape) * torch.empty((), dtype=spec.dtype).element_size()
     return total

@@ -6,13 +6,13 @@ from typing import Any, Iterable
 
 import torch
 
-from ..dsl import ast as A
-from ..dsl.diagnostics import Diagnostic, Reporter, SpecError
-from ..dsl.printer import canonical_hash, print_module
+from ..lang import ast as A
+from ..lang.diagnostics import Diagnostic, Reporter, SpecError
+from ..lang.printer import canonical_hash, print_module
 from . import ir
-from .check_optimizer import check_optimizer
-from .defcheck import check_def_names
-from .loader import load, resolve_spec, split_optimizer
+from .optimizer import check_optimizer
+from .defs import check_def_names
+from ..lang.loader import load, resolve_spec, split_optimizer
 from .selectors import ParamInfo, evaluate, uses_name
 
 
@@ -72,7 +72,7 @@ class Program:
 
     def state_bytes(self, params: Iterable[Any]) -> int:
         """Persistent optimizer state, in bytes, for these parameters (what ``state_dict`` holds)."""
-        from .buckets import predict_state_bytes
+        from ..runtime.buckets import predict_state_bytes
 
         return predict_state_bytes(self, params)
 
@@ -84,7 +84,7 @@ class Program:
         lines.append("rules:")
         for r in self.rules:
             lines.append(f"  {r.label}: {r.selector_text}")
-            lines.append(f"    layout: {r.layout}; primitives: {', '.join(r.primitives)}")
+            lines.append(f"    {'elementwise' if r.elementwise else 'matrix'}; primitives: {', '.join(r.primitives)}")
             lines.append(f"    state: {', '.join(s.name for s in r.states) or '(none)'}")
         return "\n".join(lines)
 

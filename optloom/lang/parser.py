@@ -239,7 +239,7 @@ def _unquote(tok: Token | str) -> str:
 
 @lru_cache(maxsize=None)
 def _grammar() -> str:
-    return files("optloom.dsl").joinpath("grammar.lark").read_text()
+    return files("optloom.lang").joinpath("grammar.lark").read_text()
 
 
 @lru_cache(maxsize=None)
@@ -412,7 +412,7 @@ def parse_file(path: str) -> A.Module:
     try:
         data = p.read_bytes()
     except OSError as e:
-        raise SpecError([__import__("optloom.dsl.diagnostics", fromlist=["Diagnostic"]).Diagnostic(
+        raise SpecError([__import__("optloom.lang.diagnostics", fromlist=["Diagnostic"]).Diagnostic(
             "error", f"cannot read spec: {e.strerror}", Span(file=str(path)))]) from None
     return parse(data, file=str(path))
 

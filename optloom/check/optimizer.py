@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..dsl import ast as A
-from ..dsl.diagnostics import Reporter
+from ..lang import ast as A
+from ..lang.diagnostics import Reporter
 from ..primitives.registry import did_you_mean
 from . import ir, selectors
-from .check import HYPER_TYPES, INPUTS, RuleChecker, _Abort
+from .rule import HYPER_TYPES, INPUTS, RuleChecker, _Abort
 from .consts import ConstError, const_value, type_of_value
 
 
@@ -167,6 +167,6 @@ def _finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.N
               for c in calls for local, full in c.state_names.items()]
     states += [ir.StateInfo(r.name, "state", f"feedback state, starts as {r.init.name}") for r in refs]  # type: ignore[union-attr]
     states += [ir.StateInfo(n.name, "every", "value cached by every(T, ...)") for n in nodes if isinstance(n, ir.Every)]
-    return ir.RuleIR(rule.label, rule.selector, result, states, "flat" if elementwise else "stacked",
+    return ir.RuleIR(rule.label, rule.selector, result, states, elementwise,
                      sorted({c.prim.name for c in calls}), rule.span, dict(checker.labels),
                      writes=list(checker.writes), periods=list(checker.periods))  # type: ignore[union-attr]

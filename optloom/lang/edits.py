@@ -4,7 +4,7 @@
 ``grad |> sign |> apply(lr)`` (the stage is spliced out of the pipe); ``replace("mom",
 "normalize()")`` parses the replacement as one stage and puts it in place, keeping the label.
 Every optimizer, rule and def of the module is rewritten; the result is printed back to spec
-text (``optloom.dsl.printer``) and checked like any spec. Nothing is ever evaluated.
+text (``optloom.lang.printer``) and checked like any spec. Nothing is ever evaluated.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from ..dsl import ast as A
-from ..dsl.diagnostics import Diagnostic, Span, SpecError
-from ..dsl.parser import parse
-from ..dsl.printer import print_module
+from . import ast as A
+from .diagnostics import Diagnostic, Span, SpecError
+from .parser import parse
+from .printer import print_module
 
 
 class LabelError(ValueError):

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .buckets import Bucket
-from .dist_bucket import ShardedBucket, is_sharded
-from .dist_comm import CommStats, Piece, from_owners, row_ranges, to_owners, vote
+from ..buckets import Bucket
+from .buckets import ShardedBucket, is_sharded
+from .comm import CommStats, Piece, from_owners, row_ranges, to_owners, vote
 
 try:  # torch >= 2.4
     from torch.distributed.tensor import DTensor, Replicate, Shard
@@ -124,7 +124,7 @@ def step(opt: Any, work: list[Bucket]) -> None:
         if opt.nonfinite == "skip":
             opt.skipped_steps += 1
             return
-        from .optimizer import NonFiniteGradientError
+        from ..optimizer import NonFiniteGradientError
         raise NonFiniteGradientError("non-finite gradient (NaN or Inf) on some rank; no parameter or state "
                                      "was changed. Pass nonfinite='skip' to skip such steps and count them")
     # phase 2: each owner receives the rows of its matrices (gradients; parameters when stale)
@@ -292,7 +292,7 @@ def init_state(opt: Any) -> None:
     Works for sharded and unsharded optimizers alike (collective when sharded: every rank calls it)."""
     from collections import defaultdict
 
-    from .buckets import bucket_key
+    from ..buckets import bucket_key
 
     buckets = list(opt._buckets or [])
     covered = {id(p) for b in buckets for p in b.params}

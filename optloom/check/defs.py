@@ -5,11 +5,11 @@ catches what is wrong regardless of the call site: unknown stages and calls, unk
 """
 from __future__ import annotations
 
-from ..dsl import ast as A
-from ..dsl.diagnostics import Reporter
+from ..lang import ast as A
+from ..lang.diagnostics import Reporter
 from ..primitives.registry import all_primitives, did_you_mean, lookup
 from . import selectors
-from .check import INPUTS
+from .rule import INPUTS
 from .forms import FORMS
 
 

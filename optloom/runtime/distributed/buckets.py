@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from .buckets import Bucket
-from .dist_comm import Piece, row_ranges
-from .lower import BucketMeta, StateSpec, discover_states
+from ..buckets import Bucket
+from .comm import Piece, row_ranges
+from ...lowering.lower import BucketMeta, StateSpec, discover_states
 
 try:  # torch >= 2.4
     from torch.distributed.tensor import DTensor, Replicate, Shard

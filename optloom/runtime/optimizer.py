@@ -12,13 +12,15 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .buckets import Bucket, bucket_key, scalar_dtype
-from . import distributed, ir
+from .distributed import strategy as distributed
+from ..check import ir
 from ..primitives.reductions import group_combine
-from .interpret import phases, runtime_names, structural_names
-from .lower import lower
-from .program import Program
-from .runner import BACKENDS, StepRunner, default_backend
-from .selectors import ParamInfo
+from ..lowering.interpret import phases, runtime_names, structural_names
+from ..lowering.lower import lower
+from ..lowering.layout import layout_of
+from ..check.program import Program
+from ..backends.runner import BACKENDS, StepRunner, default_backend
+from ..check.selectors import ParamInfo
 from .state_io import StateDictMixin
 
 NONFINITE = ("raise", "skip", "ignore")
@@ -232,7 +234,7 @@ class SpecOptimizer(StateDictMixin, torch.optim.Optimizer):
         rule = self._routes[p0]
         cls = distributed.ShardedBucket if distributed.is_sharded(p0) else Bucket  # FSDP2 DTensors
         b = cls(rule, group, params, [self._ids[p] for p in params],
-                torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), rule.layout,
+                torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), layout_of(rule),
                 host_step=int(step), rule_group=self._rule_group(rule))
         adopted = [dict(self.state.get(p, {})) for p in params]
         b.materialize(self._hypers(b), adopted)

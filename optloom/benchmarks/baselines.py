@@ -74,7 +74,7 @@ def adamw(named: Named, program: Any, make: Callable[[], Named], compiled: bool 
 
 def ns_names(program: Any, named: Named) -> set[str]:
     """Names of the parameters the spec routes to a Newton–Schulz rule."""
-    from optloom.compiler.selectors import ParamInfo
+    from optloom.check.selectors import ParamInfo
 
     hypers = program.defaults()
     out = set()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from ..dsl import ast as A
-from ..dsl.printer import print_expr
+from . import ast as A
+from .printer import print_expr
 
 
 def _param_text(p: A.Param) -> str:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dsl import ast as A
-from ..dsl.diagnostics import Reporter, Span
+from ..lang import ast as A
+from ..lang.diagnostics import Reporter, Span
 from ..primitives.registry import Primitive, all_primitives, did_you_mean, lookup
 from . import ir
 from .consts import ConstError, const_value
-from .check_common import _FAILED, _UNKNOWN, _Abort, _known_value, _max_kind, _tuple_len  # noqa: F401
+from .common import _FAILED, _UNKNOWN, _Abort, _known_value, _max_kind, _tuple_len  # noqa: F401
 from .forms import FORMS, FormsMixin
 
 HYPER_TYPES = ("float", "int", "bool", "str", "tuple")

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..dsl import ast as A
-from ..dsl.diagnostics import Reporter, Span, SpecError
-from ..dsl.parser import parse
+from . import ast as A
+from .diagnostics import Reporter, Span, SpecError
+from .parser import parse
 
 SHIPPED = Path(__file__).resolve().parent.parent / "specs"
 
@@ -73,7 +73,7 @@ def resolve_spec(spec: str) -> tuple[str, str]:
 
 
 def _diag(msg: str, file: str, hint: str | None = None):
-    from ..dsl.diagnostics import Diagnostic
+    from .diagnostics import Diagnostic
 
     return Diagnostic("error", msg, Span(file=file), hint)
 

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from ..dsl import ast as A
+from ..lang import ast as A
 from ..primitives.registry import Arg, all_primitives, did_you_mean, lookup
 from . import ir
-from .check_common import _FAILED, _Abort, _known_value, _max_kind
+from .common import _FAILED, _Abort, _known_value, _max_kind
 
 if TYPE_CHECKING:
-    from .check import RuleChecker as _Base
+    from .rule import RuleChecker as _Base
 else:
     _Base = object
 

@@ -34,7 +34,7 @@ def compile_s() -> float | None:
     try:
         from torch._dynamo.utils import compilation_time_metrics
 
-        from optloom.compiler import compile_cache
+        from optloom.backends import compile_cache
 
         return compile_cache.seconds["compile"] + float(sum(compilation_time_metrics.get("_compile.compile_inner", [])))
     except Exception:  # pragma: no cover - dynamo internals moved
@@ -80,7 +80,7 @@ def probe(spec: str, params: str, count: int | None, device: str | None, steps: 
 def _cache_events() -> list[str]:
     """What optloom's compiled-step cache did in this process (loaded / saved / compiled)."""
     try:
-        from optloom.compiler import compile_cache
+        from optloom.backends import compile_cache
 
         return list(compile_cache.events)
     except ImportError:  # pragma: no cover
