@@ -42,7 +42,8 @@ def const_value(e: A.Expr) -> Any:
     raise ConstError("must be a constant (a number, string, boolean or tuple)")
 
 
-def _pow(a, b):
+def safe_pow(a: int | float, b: int | float) -> int | float:
+    """``a ** b``, in floats when the exact integer power would be huge (``10 ** 10**9``)."""
     if isinstance(a, int) and isinstance(b, int) and (abs(b) > 64 or abs(a) > 2 ** 32):
         return float(a) ** float(b)
     return a ** b
@@ -50,7 +51,7 @@ def _pow(a, b):
 
 _ARITH = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b, "**": _pow,
+    "/": lambda a, b: a / b, "**": safe_pow,
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
 }

@@ -8,7 +8,6 @@ from __future__ import annotations
 from ..lang import ast as A
 from ..lang.diagnostics import Reporter
 from ..primitives.registry import all_primitives, did_you_mean, lookup
-from . import selectors
 from .rule import INPUTS
 from .forms import FORMS
 
@@ -22,9 +21,9 @@ def check_def_names(rep: Reporter, d: A.Def, defs: dict[str, A.Def]) -> None:
 
 def _def_names(rep: Reporter, d: A.Def, defs: dict[str, A.Def]) -> None:
     known = {p.name for p in d.params} | set(INPUTS) | {"_"} | \
-        {n.name for n in selectors._nodes(d.body) if isinstance(n, A.Let | A.StateDecl)}
+        {n.name for n in A.walk(d.body) if isinstance(n, A.Let | A.StateDecl)}
     prims = [p.name for p in all_primitives()] + list(defs)
-    nodes = list(selectors._nodes(d.body))
+    nodes = list(A.walk(d.body))
     stage_names = {id(n.callee) for n in nodes if isinstance(n, A.Stage)}
     for n in nodes:
         if isinstance(n, A.Stage) and isinstance(n.callee, A.Name):

@@ -57,8 +57,8 @@ def check_hyperparams(rep: Reporter, params: list[A.Param], rejected: set[str] |
 def _names_in(rule: A.Rule) -> set[str]:
     """Every identifier mentioned in a rule (selector and body)."""
     roots = [rule.body] + ([rule.selector] if rule.selector is not None else [])
-    return {n.id for r in roots for n in selectors._nodes(r) if isinstance(n, A.Name)} | \
-        {n.func for r in roots for n in selectors._nodes(r) if isinstance(n, A.Call)}
+    nodes = [n for r in roots for n in A.walk(r)]
+    return {n.id for n in nodes if isinstance(n, A.Name)} | {n.func for n in nodes if isinstance(n, A.Call)}
 
 
 def check_optimizer(rep: Reporter, opt: A.Optimizer, defs: dict[str, A.Def], source: str, file: str) -> ir.OptimizerIR:
@@ -109,7 +109,7 @@ def _check_selector(rep: Reporter, rule: A.Rule, hypers: dict[str, ir.HyperParam
                     used: set[str]) -> frozenset[int] | None:
     if rule.selector is None:
         return frozenset(selectors.NDIMS)
-    for n in selectors._nodes(rule.selector):
+    for n in A.walk(rule.selector):
         if isinstance(n, A.Name) and n.id not in selectors.SELECTOR_NAMES:
             if n.id in hypers and hypers[n.id].structural:
                 used.add(n.id)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..lang import ast as A
-from .consts import _pow
+from .consts import safe_pow
 
 SELECTOR_NAMES = ("ndim", "shape", "numel", "name", "group")
 NDIMS = range(0, 65)  # every ndim torch supports: `ndim > 6` is a rule that can match
@@ -47,7 +47,7 @@ def evaluate(expr: A.Expr | None, info: ParamInfo, hypers: dict[str, Any]) -> bo
 def uses_name(expr: A.Expr | None) -> bool:
     if expr is None:
         return False
-    return any(isinstance(n, A.Name) and n.id == "name" for n in _nodes(expr))
+    return any(isinstance(n, A.Name) and n.id == "name" for n in A.walk(expr))
 
 
 def admitted_ndims(expr: A.Expr | None, hypers: dict[str, Any]) -> frozenset[int]:
@@ -72,18 +72,6 @@ def _safe_eval(e: A.Expr, env: dict[str, Any], hypers: dict[str, Any]) -> Any:
         raise SelectorError("cannot evaluate selector: a number is too large") from None
     except (TypeError, ValueError, ArithmeticError, re.error) as err:
         raise SelectorError(f"cannot evaluate selector: {err}") from None
-
-
-def _nodes(expr: A.Node):
-    stack = [expr]
-    while stack:
-        n = stack.pop()
-        yield n
-        for v in n.__dict__.values():
-            if isinstance(v, A.Node):
-                stack.append(v)
-            elif isinstance(v, list):
-                stack.extend(x for x in v if isinstance(x, A.Node))
 
 
 def _eval(e: A.Expr, env: dict[str, Any], hypers: dict[str, Any]) -> Any:
@@ -164,5 +152,5 @@ _BIN = {
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
     "+": lambda a, b: _num(a) + _num(b), "-": lambda a, b: _num(a) - _num(b), "*": lambda a, b: _num(a) * _num(b),
-    "/": lambda a, b: _num(a) / _num(b), "**": lambda a, b: _pow(_num(a), _num(b)),
+    "/": lambda a, b: _num(a) / _num(b), "**": lambda a, b: safe_pow(_num(a), _num(b)),
 }

@@ -1,10 +1,11 @@
-"""AST of the optloom language: pydantic models carrying source spans.
+"""AST of the optloom language: pydantic models carrying source spans, and the one walker
+(:func:`walk`) and rewriter (:func:`rewrite`) over them.
 
 Equality ignores spans, so ``parse(print(ast)) == ast`` compares structure only.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Callable, Iterator, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -211,3 +212,44 @@ class Module(Node):
 for _m in list(globals().values()):
     if isinstance(_m, type) and issubclass(_m, Node) and _m is not Node:
         _m.model_rebuild()
+
+
+def children(node: Node) -> list[Node]:
+    """The nodes directly below ``node``, in source order."""
+    out: list[Node] = []
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, Node):
+            out.append(value)
+        elif isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, Node))
+    return out
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """``node`` and every node below it, parents before children, in source order (no recursion)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(children(n)))
+
+
+N = TypeVar("N", bound=Node)
+
+
+def rewrite(node: N, fn: Callable[[Node], Node]) -> N:
+    """Bottom-up rewrite: the children first, then ``fn`` on the node rebuilt from them (nodes
+    are frozen: changed nodes are new copies, unchanged subtrees are shared)."""
+    updates = {}
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, Node):
+            new = rewrite(value, fn)
+            if new is not value:
+                updates[name] = new
+        elif isinstance(value, list):
+            items = [rewrite(v, fn) if isinstance(v, Node) else v for v in value]
+            if any(a is not b for a, b in zip(items, value)):
+                updates[name] = items
+    return fn(node.model_copy(update=updates) if updates else node)  # type: ignore[return-value]

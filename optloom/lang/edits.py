@@ -1,4 +1,4 @@
-"""Deriving spec variants at the AST level: remove or replace a labeled pipeline stage.
+"""Stage edits: derive a spec variant at the AST level by removing or replacing a labeled stage.
 
 ``grad |> mom: ema(0.9) |> sign |> apply(lr)`` with ``remove("mom")`` becomes
 ``grad |> sign |> apply(lr)`` (the stage is spliced out of the pipe); ``replace("mom",
@@ -8,9 +8,7 @@ text (``optloom.lang.printer``) and checked like any spec. Nothing is ever evalu
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
-from pydantic import BaseModel
+from typing import Any
 
 from . import ast as A
 from .diagnostics import Diagnostic, Span, SpecError
@@ -24,47 +22,8 @@ class LabelError(ValueError):
 
 def stage_labels(module: A.Module) -> list[str]:
     """Every stage label in the module, in source order, without repeats."""
-    found: list[str] = []
-
-    def visit(node: Any) -> None:
-        if isinstance(node, A.Stage) and node.label and node.label not in found:
-            found.append(node.label)
-        for child in _children(node):
-            visit(child)
-
-    visit(module)
-    return found
-
-
-def _children(node: Any) -> list[Any]:
-    if not isinstance(node, BaseModel):
-        return []
-    out = []
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, BaseModel) and not isinstance(v, Span):
-                out.append(v)
-    return out
-
-
-def _rewrite(node: Any, fn: Callable[[Any], Any]) -> Any:
-    """Bottom-up rewrite: children first, then ``fn`` on the rebuilt node."""
-    if not isinstance(node, BaseModel) or isinstance(node, Span):
-        return node
-    updates = {}
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        if isinstance(value, list):
-            new = [_rewrite(v, fn) for v in value]
-            if any(a is not b for a, b in zip(new, value)):
-                updates[name] = new
-        elif isinstance(value, BaseModel):
-            new = _rewrite(value, fn)
-            if new is not value:
-                updates[name] = new
-    rebuilt = node.model_copy(update=updates) if updates else node
-    return fn(rebuilt)
+    labels = (n.label for n in A.walk(module) if isinstance(n, A.Stage) and n.label)
+    return list(dict.fromkeys(labels))
 
 
 def _require(module: A.Module, label: str) -> None:
@@ -79,12 +38,12 @@ def remove_stage(module: A.Module, label: str) -> A.Module:
     """Splice every stage labeled ``label`` out of its pipe (``x |> label: f`` becomes ``x``)."""
     _require(module, label)
 
-    def fn(node: Any) -> Any:
+    def fn(node: A.Node) -> A.Node:
         if isinstance(node, A.Pipe) and node.stage.label == label:
             return node.left
         return node
 
-    return _rewrite(module, fn)
+    return A.rewrite(module, fn)
 
 
 def parse_stage(text: str) -> A.Stage:
@@ -115,12 +74,12 @@ def replace_stage(module: A.Module, label: str, replacement: str | A.Stage) -> A
     if new.label is None:
         new = new.model_copy(update={"label": label})
 
-    def fn(node: Any) -> Any:
+    def fn(node: A.Node) -> A.Node:
         if isinstance(node, A.Pipe) and node.stage.label == label:
             return node.model_copy(update={"stage": new})
         return node
 
-    return _rewrite(module, fn)
+    return A.rewrite(module, fn)
 
 
 def derive(source: str, file: str, remove: str | None = None, replace: tuple[str, str] | None = None) -> str:
