@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from optloom.lang.loader import SHIPPED
 from optloom.lang import ast as A
 from optloom.lang.comments import find_comments, format_source
-from optloom.lang.parser import RESERVED, parse
+from optloom.lang.parser import parse
+from optloom.lang.transform import RESERVED
 from optloom.lang.printer import canonical_hash, print_expr, print_module
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

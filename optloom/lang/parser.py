@@ -1,21 +1,21 @@
-"""Text -> AST. The lark LALR parser applies the transformer while it parses (no recursion
-over deep trees), and every failure becomes a :class:`Diagnostic`, never a traceback."""
+"""Text -> AST: lark's LALR parser, then :class:`~.transform.AstBuilder` on its tree. Every failure
+becomes a :class:`Diagnostic`, never a traceback: cheap guards first (size, NUL bytes, bracket
+depth, token count), then one parse, then each later top-level item on its own, so that every
+broken item is reported."""
 from __future__ import annotations
 
-import ast as _pyast
-import math
 import os
 import re
-import warnings
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
 import lark
-from lark import Token, Transformer_NonRecursive, v_args
+from lark import Token
 
 from . import ast as A
-from .diagnostics import Reporter, Span, SpecError
+from .diagnostics import Diagnostic, Reporter, Span, SpecError
+from .transform import AstBuilder, BuildError
 
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 200
@@ -27,214 +27,6 @@ _TOKEN_NAMES = {
     "STRING": "a string", "COMP_OP": "a comparison", "ADD_OP": "'+'", "MUL_OP": "'*', '/' or '@'",
     "ASSIGN": "'<-'", "MINUS": "'-'", "STAR": "'*'", "TILDE": "'~'", "DOT": "'.'", "$END": "end of file",
 }
-
-
-def _span(file: str, meta_or_tok) -> Span:
-    m = meta_or_tok
-    if getattr(m, "empty", False):
-        return Span(file=file)
-    return Span(file=file, line=m.line, col=m.column, end_line=m.end_line, end_col=m.end_column)
-
-
-class _DepthError(Exception):
-    def __init__(self, span: Span):
-        self.span = span
-
-
-RESERVED = frozenset({"import", "def", "optimizer", "let", "state", "true", "false", "and", "or", "not"})
-
-
-class _ReservedError(Exception):
-    def __init__(self, span: Span, word: str):
-        self.span, self.word = span, word
-
-
-class _NumberError(Exception):
-    def __init__(self, span: Span, text: str):
-        self.span, self.text = span, text
-
-
-@v_args(meta=True)
-class _Build(Transformer_NonRecursive):
-    def __init__(self, file: str):
-        super().__init__()
-        self.file = file
-
-    # -- helpers
-    def s(self, meta) -> Span:
-        return _span(self.file, meta)
-
-    def id(self, tok: Token) -> str:
-        """A declared or referenced identifier; reserved words are refused (the lexer is contextual)."""
-        if str(tok) in RESERVED:
-            raise _ReservedError(_span(self.file, tok), str(tok))
-        return str(tok)
-
-    def _node(self, cls, meta, **kw):
-        node = cls(span=self.s(meta), **kw)
-        depth = 1 + max((getattr(v, "_depth", 0) for v in kw.values() if isinstance(v, A.Node)), default=0)
-        for v in kw.values():
-            if isinstance(v, list):
-                depth = max(depth, 1 + max((getattr(x, "_depth", 0) for x in v), default=0))
-        if depth > MAX_DEPTH:
-            raise _DepthError(node.span)
-        object.__setattr__(node, "_depth", depth)
-        return node
-
-    # -- items
-    def start(self, meta, items):
-        return A.Module(items=items, file=self.file)
-
-    def import_decl(self, meta, c):
-        return self._node(A.Import, meta, path=_unquote(c[0]))
-
-    def param_list(self, meta, c):
-        return list(c)
-
-    def param(self, meta, c):
-        name, typ, default = c
-        return self._node(A.Param, meta, name=self.id(name), type=self.id(typ) if typ else None, default=default)
-
-    def def_expr(self, meta, c):
-        name, params, body = c
-        block = self._node(A.Block, meta, stmts=[], result=body)
-        return self._node(A.Def, meta, name=self.id(name), params=params or [], body=block)
-
-    def def_block(self, meta, c):
-        name, params, block = c
-        return self._node(A.Def, meta, name=self.id(name), params=params or [], body=block)
-
-    def optimizer_decl(self, meta, c):
-        name, params, *rules = c
-        return self._node(A.Optimizer, meta, name=self.id(name), params=params or [], rules=rules)
-
-    def rule_sel(self, meta, c):
-        label, sel, body = c
-        return self._node(A.Rule, meta, label=self.id(label), selector=sel, body=body)
-
-    def rule_all(self, meta, c):
-        label, body = c
-        return self._node(A.Rule, meta, label=self.id(label), selector=None, body=body)
-
-    def sel_all(self, meta, c):
-        return None
-
-    def sel_expr(self, meta, c):
-        return c[0]
-
-    def body(self, meta, c):
-        return self._node(A.Block, meta, stmts=list(c[:-1]), result=c[-1])
-
-    block = stage_block = body
-
-    def let_stmt(self, meta, c):
-        return self._node(A.Let, meta, name=self.id(c[0]), value=c[1])
-
-    def state_stmt(self, meta, c):
-        name, dtype, init = c
-        return self._node(A.StateDecl, meta, name=self.id(name), dtype=self.id(dtype) if dtype else None, init=init)
-
-    def assign_stmt(self, meta, c):
-        return self._node(A.Assign, meta, name=self.id(c[0]), value=c[2])
-
-    # -- expressions
-    def pipe(self, meta, c):
-        return self._node(A.Pipe, meta, left=c[0], stage=c[1])
-
-    def labeled_stage(self, meta, c):
-        return self._node(A.Stage, meta, label=self.id(c[0]), callee=c[1])
-
-    def plain_stage(self, meta, c):
-        return self._node(A.Stage, meta, label=None, callee=c[0])
-
-    def bare_name(self, meta, c):
-        return self._node(A.Name, meta, id=self.id(c[0]))
-
-    def or_op(self, meta, c):
-        return self._node(A.BinOp, meta, op="or", left=c[0], right=c[1])
-
-    def and_op(self, meta, c):
-        return self._node(A.BinOp, meta, op="and", left=c[0], right=c[1])
-
-    def not_op(self, meta, c):
-        return self._node(A.UnaryOp, meta, op="not", operand=c[0])
-
-    def compare(self, meta, c):
-        return self._node(A.BinOp, meta, op=str(c[1]), left=c[0], right=c[2])
-
-    def binop(self, meta, c):
-        return self._node(A.BinOp, meta, op=str(c[1]), left=c[0], right=c[2])
-
-    def match(self, meta, c):
-        return self._node(A.Match, meta, subject=c[0], pattern=_unquote(c[1]))
-
-    def neg(self, meta, c):
-        return self._node(A.UnaryOp, meta, op="-", operand=c[-1])
-
-    def pow(self, meta, c):
-        return self._node(A.BinOp, meta, op="**", left=c[0], right=c[1])
-
-    def index(self, meta, c):
-        return self._node(A.Index, meta, value=c[0], index=c[1])
-
-    def attr(self, meta, c):
-        return self._node(A.Attr, meta, value=c[0], name=self.id(c[1]))
-
-    def number(self, meta, c):
-        text = str(c[0])
-        is_int = not any(ch in text for ch in ".eE")
-        if is_int and len(text.lstrip("0")) > 19 or not is_int and not math.isfinite(float(text)):
-            raise _NumberError(self.s(meta), text)
-        value = int(text) if is_int else float(text)
-        if is_int and value >= 2 ** 63:
-            raise _NumberError(self.s(meta), text)
-        return self._node(A.Num, meta, value=value, is_int=is_int)
-
-    def string(self, meta, c):
-        return self._node(A.Str, meta, value=_unquote(c[0]))
-
-    def true(self, meta, c):
-        return self._node(A.Bool, meta, value=True)
-
-    def false(self, meta, c):
-        return self._node(A.Bool, meta, value=False)
-
-    def name(self, meta, c):
-        return self._node(A.Name, meta, id=self.id(c[0]))
-
-    def empty_tuple(self, meta, c):
-        return self._node(A.TupleLit, meta, items=[])
-
-    def tuple(self, meta, c):
-        return self._node(A.TupleLit, meta, items=[x for x in c if x is not None])
-
-    def list(self, meta, c):
-        return self._node(A.ListLit, meta, items=[x for x in c if x is not None])
-
-    def call(self, meta, c):
-        name, *args = c
-        pos = [a for a in args if a is not None and not isinstance(a, A.KwArg)]
-        kws = [a for a in args if isinstance(a, A.KwArg)]
-        node = self._node(A.Call, meta, func=self.id(name), args=pos, kwargs=kws)
-        object.__setattr__(node, "func_span", _span(self.file, name))
-        return node
-
-    def pos_arg(self, meta, c):
-        return c[0]
-
-    def kw_arg(self, meta, c):
-        return self._node(A.KwArg, meta, name=self.id(c[0]), value=c[1])
-
-
-def _unquote(tok: Token | str) -> str:
-    text = str(tok)
-    try:
-        with warnings.catch_warnings():  # "\\q" is an invalid escape: kept as written, no warning
-            warnings.simplefilter("ignore")
-            value = _pyast.literal_eval(text)  # a string literal only: the token regex admits nothing else
-    except (ValueError, SyntaxError, MemoryError):
-        value = text[1:-1]
-    return value if isinstance(value, str) else text[1:-1]
 
 
 @lru_cache(maxsize=None)
@@ -319,18 +111,11 @@ def _parse_once(source: str, file: str, rep: Reporter) -> A.Module | None:
     """One LALR parse; on failure record the first error and return None."""
     try:
         try:
-            return _Build(file).transform(_parser().parse(source))
+            return AstBuilder(file, MAX_DEPTH).transform(_parser().parse(source))
         except lark.exceptions.VisitError as e:
             raise e.orig_exc from None
-    except _DepthError as e:
-        rep.error(f"expression nested too deeply (more than {MAX_DEPTH} levels)", e.span,
-                  "split it with `let` bindings or `def`s")
-    except _ReservedError as e:
-        rep.error(f"'{e.word}' is a reserved word and cannot be used as a name", e.span)
-    except _NumberError as e:
-        shown = e.text if len(e.text) <= 24 else e.text[:20] + "..."
-        rep.error(f"number {shown} is out of range", e.span,
-                  "integers must fit in 64 bits and floats must be finite")
+    except BuildError as e:
+        rep.error(e.message, e.span, e.hint)
     except lark.exceptions.UnexpectedCharacters as e:
         ch = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
         rep.error(f"unexpected character {ch!r}", Span(file=file, line=e.line, col=e.column,
@@ -406,14 +191,11 @@ def _expected_hint(expected) -> str | None:
 
 
 def parse_file(path: str) -> A.Module:
-    from pathlib import Path
-
-    p = Path(path)
+    """Parse a spec file; an unreadable file is a :class:`SpecError` too."""
     try:
-        data = p.read_bytes()
+        data = Path(path).read_bytes()
     except OSError as e:
-        raise SpecError([__import__("optloom.lang.diagnostics", fromlist=["Diagnostic"]).Diagnostic(
-            "error", f"cannot read spec: {e.strerror}", Span(file=str(path)))]) from None
+        raise SpecError([Diagnostic("error", f"cannot read spec: {e.strerror}", Span(file=str(path)))]) from None
     return parse(data, file=str(path))
 
 
