@@ -1,4 +1,6 @@
-"""SPECTRA's optional pre-clipping of raw gradients (arXiv 2603.14315; algorithms.md §8.2).
+"""SPECTRA's optional pre-clipping of raw gradients (arXiv 2603.14315;
+mlolab/llm-spectral-clipping src/optim/base.py; the map is derived in
+docs/derivations.md#spectral-clipping).
 
 It must run *before* global gradient-norm clipping, i.e. outside any optimizer step, so it is a
 function for the training loop rather than a stage of a spec::

@@ -1,4 +1,5 @@
-"""Independent float64 reference oracles for the optimizers in /work/shared/algorithms.md.
+"""Independent float64 reference oracles for the shipped optimizers, written from their papers and
+official code (the table "Sources" in docs/optimizers.md names them per optimizer).
 
 Shares no code with ``optloom``. Every class: ``Cls(params: list[(name, tensor)], **hyper)``,
 ``.step(grads: dict[name, tensor])``, ``.params: dict[name, tensor]`` (float64 copies),

@@ -1,4 +1,4 @@
-"""NAMO and NAMO-D references (algorithms.md §7, minxin-zhg/namo src/namo.py).
+"""NAMO and NAMO-D references (arXiv 2602.17080; minxin-zhg/namo src/namo.py).
 
 NAMO (one adaptive scalar per matrix), with t the 1-based step:
   g_n = ‖G‖_F;  M ← μ₁M + (1−μ₁)G;  N = (1−μ₁)G + μ₁M (nesterov) else M;  n_m = ‖N‖_F

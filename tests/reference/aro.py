@@ -1,11 +1,12 @@
-"""ARO — Adaptively Rotated Optimization reference (algorithms.md §2.2, microsoft/dion dev/aro).
+"""ARO — Adaptively Rotated Optimization reference (arXiv 2602.09006; microsoft/dion branch dev/aro,
+dion/aro.py, aro_update_megabatch_async / _aro_ortho_fn_impl).
 
 Two variants, selected by ``orient``:
 
-* ``orient="as_written"`` — the rule exactly as in §2.2 / the official code: R ∈ O(m) acts on the
+* ``orient="as_written"`` — the rule exactly as in the official code: R ∈ O(m) acts on the
   ROW side of the stored m×n matrix. On tall matrices (m > n) C = M F₁ᵀ has rank ≤ n < m, the last
   m − n columns of Q are fixed only by rounding, and row-normalizing base maps blow those rows up
-  (the §2.2 hazard): the update direction is then ill-posed.
+  (docs/derivations.md#aro-on-tall-matrices): the update direction is then ill-posed.
 * ``orient="wide"`` — well-posed variant: if m > n, run the identical rule on Mᵀ (R ∈ O(n) acts on
   the smaller side) and transpose the update back. Identical to ``as_written`` when m ≤ n.
 
@@ -17,7 +18,7 @@ Per step (in the chosen orientation, M is m×n):
   5. W ← W(1 − lr·λ) − lr·s·U,  s = 0.2·max(m, n)^½ (adjust_lr="rms_norm") or 1 ("none")
 Base maps f: ``row_norm`` (rows to norm √n), ``sign``, ``sinkhorn`` (5 × [rows → √n, cols → √m]),
 all with norms clamped at 1e-8. ``fixed_rotation=True`` keeps R = I (skips 2–3): with f = sign it
-is Signum with EMA momentum (§16.6).
+is Signum with EMA momentum (docs/derivations.md#aro-on-tall-matrices, "Two special cases").
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def rotated_update(M: torch.Tensor, R: torch.Tensor, f) -> torch.Tensor:
 
 
 def aro_rotation(M: torch.Tensor, R_prev: torch.Tensor, f) -> torch.Tensor:
-    """R_t = Q of QR(M f(R_prevᵀ M)ᵀ) (§2.2 steps 2–3), float64."""
+    """R_t = Q of QR(M f(R_prevᵀ M)ᵀ) (the official code's rotation update), float64."""
     C = M @ f(R_prev.T @ M).T
     return torch.linalg.qr(C).Q
 

@@ -1,6 +1,8 @@
 """Baseline reference optimizers: SGD, AdamW, Lion, Signum, Muon (+ aux AdamW).
 
-Written from the torch.optim documentation/algorithm boxes and algorithms.md §1, §0.2, §0.3;
+Written from the torch.optim documentation/algorithm boxes, the Lion (arXiv 2302.06675, Alg. 2)
+and Signum (arXiv 1802.04434, Alg. 3) papers, and KellerJordan/Muon muon.py (muon_update,
+MuonWithAuxAdam) with docs/derivations.md#shape-factors and docs/derivations.md#routing;
 float64 throughout (Muon's NS optionally in bf16 to mimic torch.optim.Muon).
 """
 from __future__ import annotations
@@ -98,12 +100,13 @@ DEFAULT_NON_HIDDEN = re.compile(r"embed|wte|wpe|lm_head|head")
 
 
 def default_is_hidden(name: str, W: torch.Tensor) -> bool:
-    """§0.3 routing: hidden ≥2-D weights take the matrix method; embeddings/head/1-D take AdamW."""
+    """Muon-family routing (docs/derivations.md#routing): hidden ≥2-D weights take the matrix
+    method; embeddings/head/1-D take AdamW."""
     return W.ndim >= 2 and DEFAULT_NON_HIDDEN.search(name) is None
 
 
 class Muon(ReferenceOptimizer):
-    """torch.optim.Muon (= KellerJordan/Muon, algorithms.md §1.1) with the aux AdamW of
+    """torch.optim.Muon (= KellerJordan/Muon muon.py, muon_update) with the aux AdamW of
     MuonWithAuxAdam for non-hidden params.
 
     Hidden W: M ← βM + (1−β)G; N = (1−β)G + βM (nesterov) else M; conv → (out, −1);

@@ -1,14 +1,16 @@
-"""Shared building blocks of the reference oracles (algorithms.md §0).
+"""Shared building blocks of the reference oracles.
 
 Nothing here imports ``optloom``: these are independent, deliberately plain re-statements of the
-equations in /work/shared/algorithms.md, computed in float64 unless a dtype is asked for.
+equations of the papers and official code (docs/optimizers.md, "Sources"), computed in float64
+unless a dtype is asked for.
 
 * ``ReferenceOptimizer`` — the uniform interface: ``params: dict[name, tensor]`` (float64 copies),
   ``state: dict[name, dict[str, tensor]]``, ``step(grads: dict[name, tensor])``.
-* ``newton_schulz`` — the quintic NS iteration of §0.1 with presets ``muon`` (a.k.a.
+* ``newton_schulz`` — the quintic NS iteration (KellerJordan/Muon muon.py,
+  zeropower_via_newtonschulz5; docs/derivations.md#newton-schulz) with presets ``muon`` (a.k.a.
   ``muon_cursed``), ``you5``, ``polar_express`` (which brings its 1.02 safety and eps 1e-6).
 * ``polar_svd`` — exact polar factor ``U Vᵀ`` from a thin SVD.
-* ``shape_scale`` — the update scales of §0.2.
+* ``shape_scale`` — the update scales of docs/derivations.md#shape-factors.
 """
 from __future__ import annotations
 
@@ -19,8 +21,11 @@ import torch
 
 F64 = torch.float64
 
-# §0.1 coefficient presets. A single triple is reused for every iteration; lists are per
-# iteration and the last triple repeats if more steps are asked for (§15.1).
+# Coefficient presets: muon = KellerJordan/Muon muon.py; you5 = Dao-AILab/gram-newton-schulz
+# gram_newton_schulz/coefficients.py; polar_express = Polar Express (arXiv 2505.16932) as in
+# KellerJordan/modded-nanogpt train_gpt.py and microsoft/dion dion/polar_express.py. A single
+# triple is reused for every iteration; lists are per iteration and the last triple repeats if
+# more steps are asked for (the Polar Express recipe).
 MUON_COEFFS = (3.4445, -4.7750, 2.0315)
 NS_PRESETS: dict[str, list[tuple[float, float, float]]] = {
     "muon": [MUON_COEFFS],
@@ -41,8 +46,9 @@ NS_PRESETS: dict[str, list[tuple[float, float, float]]] = {
     ],
 }
 NS_PRESETS["polar_express_5"] = NS_PRESETS["polar_express"]
-# Pre-normalisation X / (‖X‖_F·s + ε) per preset (§0.1 step 3). you5 is not said to use the
-# 1.02 safety; we give it Keller's (1, 1e-7) — see the report.
+# Pre-normalisation X / (‖X‖_F·s + ε) per preset: (1, 1e-7) in KellerJordan/Muon muon.py,
+# (1.02, 1e-6) in modded-nanogpt and dion/polar_express.py. you5 is not said to use the 1.02
+# safety; we give it Keller's (1, 1e-7) (an assumption).
 NS_NORMALIZATION = {
     "muon": (1.0, 1e-7),
     "muon_cursed": (1.0, 1e-7),
@@ -64,7 +70,7 @@ def resolve_coeffs(coeffs) -> list[tuple[float, float, float]]:
 def newton_schulz(G: torch.Tensor, coeffs="muon", steps: int = 5, safety: float | None = None,
                   eps: float | None = None, dtype: torch.dtype = F64,
                   eps_mode: str = "add") -> torch.Tensor:
-    """Quintic Newton–Schulz (algorithms.md §0.1), returned in float64.
+    """Quintic Newton–Schulz (KellerJordan/Muon zeropower_via_newtonschulz5), returned in float64.
 
     1. X ← G in ``dtype``; 2. transpose if rows > cols; 3. X ← X / (‖X‖_F·s + ε)
     (``eps_mode="clamp"``: X / max(‖X‖_F, ε), as torch.optim.Muon does);
@@ -110,7 +116,8 @@ def polar_svd(X: torch.Tensor) -> torch.Tensor:
 
 
 def shape_scale(kind: str, m: int, n: int, coeff: float = 0.2) -> float:
-    """§0.2: muon max(1,m/n)^½ | moonlight/rms_norm 0.2·max(m,n)^½ | spectral (m/n)^½ | none 1."""
+    """docs/derivations.md#shape-factors: muon max(1,m/n)^½ | moonlight/rms_norm 0.2·max(m,n)^½ |
+    spectral (m/n)^½ | none 1."""
     if kind in ("muon", "original", "kj"):
         return max(1.0, m / n) ** 0.5
     if kind in ("moonlight", "rms_match", "rms_norm", "match_rms_adamw", "kimi"):
@@ -123,7 +130,8 @@ def shape_scale(kind: str, m: int, n: int, coeff: float = 0.2) -> float:
 
 
 def as_matrix(t: torch.Tensor) -> torch.Tensor:
-    """Conv (out, in, kh, kw) → (out, in·kh·kw) (§0); 2-D and 1-D tensors unchanged."""
+    """Conv (out, in, kh, kw) → (out, in·kh·kw) (KellerJordan/Muon
+    ``update.view(len(update), -1)``); 2-D and 1-D tensors unchanged."""
     return t.reshape(t.shape[0], -1) if t.ndim > 2 else t
 
 

@@ -1,5 +1,6 @@
-"""References for rules with no official code: Drop-Muon (§11), FISMO (§12), LANTON (§13,
-INFERRED parts exposed as parameters). Matrices: conv weights viewed as (out, in·kh·kw).
+"""References for rules with no official code: Drop-Muon (arXiv 2510.02239), FISMO (arXiv
+2601.21750, Algorithm 1), LANTON (arXiv 2510.14009, Algorithm 1; INFERRED parts exposed as
+parameters). Matrices: conv weights viewed as (out, in·kh·kw).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _sharp(kind, X, ns_steps):
 
 
 class DropMuon(ReferenceOptimizer):
-    """Drop-Muon (§11). ``step(grads, active)``: for i ∈ active (None = all):
+    """Drop-Muon (arXiv 2510.02239). ``step(grads, active)``: for i ∈ active (None = all):
       M_i ← (1−β)M_i + βG_i   (β = weight on the NEW gradient, as in the paper)
       W_i ← W_i − γ_i·s·M_i^♯,  ♯ = NS (``sharp="ns"``), exact polar (``"svd"``) or identity;
       γ_i = layer_lr.get(i, lr), s = shape_scale(``shape``) [none].
@@ -61,7 +62,7 @@ def sym(A):
 
 
 class FISMO(ReferenceOptimizer):
-    """FISMO (§12, Algorithm 1 as quoted by third-party notes), G m×n:
+    """FISMO (arXiv 2601.21750, Algorithm 1 as quoted by third-party notes), G m×n:
       L = (1/n)·G Q⁻¹ Gᵀ + μ·(tr P/m)·I;   P ← sym(m·P̃/tr P̃), P̃ = γP + (1−γ)L
       R = (1/m)·Gᵀ P⁻¹ Gᵀᵀ + μ·(tr Q/n)·I (uses the NEW P);  Q ← sym(n·Q̃/tr Q̃), Q̃ = γQ + (1−γ)R
       G̃ = P^{−1/2} G Q^{−1/2};  M ← βM + (1−β)G̃;  ΔW = P^{−1/2} polar(M) Q^{−1/2}
@@ -101,7 +102,8 @@ def nuclear_norm(X):
 
 
 class LANTON(ReferenceOptimizer):
-    """LANTON on a Scion/D-Muon base (§13; the noise estimator and lr normalisation are INFERRED
+    """LANTON on a Scion/D-Muon base (arXiv 2510.14009; the noise estimator and lr normalisation
+    are INFERRED
     and exposed as parameters). Groups: ``group_fn(name, W)`` → "muon" | "sign".
     Per param (B, G_prev start at 0):
       D = G − B_{t−1} (estimator="option1") or G − G_{t−1} ("option2")

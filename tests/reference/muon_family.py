@@ -1,6 +1,8 @@
 """Muon-family reference oracles: AuON (paper v1 / repo HEAD), Hybrid-AuON, ROOT, PolarGrad,
-low-rank Muon (algorithms.md §3, §4, §5, §6). NS presets live in ``common`` (§0.1) and are
-re-exported here. Matrix rules view conv weights as (out, in·kh·kw) (§0).
+low-rank Muon (arXiv 2509.24320, 2511.20626, 2505.21799, 2509.11983; the official code is named
+per class).
+NS presets live in ``common`` and are re-exported here. Matrix rules view conv weights as
+(out, in·kh·kw) (docs/derivations.md#routing).
 """
 from __future__ import annotations
 
@@ -10,21 +12,24 @@ from tests.reference.common import F64, MUON_COEFFS, NS_NORMALIZATION, NS_PRESET
 
 
 def _nesterov_ema(st, G, beta):
-    """M ← βM + (1−β)G; returns N = (1−β)G + βM (Keller's Nesterov blend, §0)."""
+    """M ← βM + (1−β)G; returns N = (1−β)G + βM (Keller's Nesterov blend,
+    docs/derivations.md#nesterov-forms)."""
     st["momentum_buffer"] = beta * st.get("momentum_buffer", torch.zeros_like(G)) + (1 - beta) * G
     return (1 - beta) * G + beta * st["momentum_buffer"]
 
 
 def cosh_rms(X: torch.Tensor) -> torch.Tensor:
-    """r = sqrt(mean(cosh(X)²)) — AuON's scalar (§3.1 step 3)."""
+    """r = sqrt(mean(cosh(X)²)) — AuON's scalar (arXiv 2509.24320 v1 §3.1)."""
     return torch.cosh(X).square().mean().sqrt()
 
 
 class AuON(ReferenceOptimizer):
-    """AuON (§3). ``version="v1"`` (paper v1 §3.1 = Auon_Adam_train.py):
+    """AuON (arXiv 2509.24320; ryyzn9/AuON). ``version="v1"`` (paper v1 §3.1 = Auon_Adam_train.py
+    at commit c87b862):
         N = Nesterov-EMA(G); X = γN/(‖N‖_F + 1e-7) [γ = 1]; r = sqrt(mean cosh²(X));
         U = (N/(‖N‖_F + 1e-7))/(r + 1e-8) (γ only enters r); W ← W − lr·max(1, m/n)^½·U.
-    ``version="head"`` (repo HEAD §3.2): W ← W(1 − lr·λ·wd_mul) first; X = γN/(‖N‖_F+1e-7)
+    ``version="head"`` (repo HEAD, auon/optimizer.py class AuON): W ← W(1 − lr·λ·wd_mul) first;
+        X = γN/(‖N‖_F+1e-7)
         [γ = 1.5]; r as above; U = N/(r + 1e-8) (raw momentum!); W ← W − lr·U.
     The paper v1 has no weight decay; ``weight_decay`` (default 0) is applied first in both.
     1-D params use the same rule with shape factor 1.
@@ -52,7 +57,8 @@ class AuON(ReferenceOptimizer):
 
 
 class HybridAuON(ReferenceOptimizer):
-    """Hybrid-AuON (§3.3, repo ``HybridAuON``): W ← W(1 − lr·λ); N = Nesterov-EMA(G);
+    """Hybrid-AuON (arXiv 2509.24320; repo auon/optimizer.py ``HybridAuON``):
+    W ← W(1 − lr·λ); N = Nesterov-EMA(G);
     matrices: O = NS(N; muon coeffs, ``ns_steps`` [repo 5, paper 1], input dtype, X/(‖X‖+1e-7));
     1-D: O = N; then the HEAD brake X = γO/(‖O‖+1e-7), r = sqrt(mean cosh²X), U = O/(r+1e-8);
     W ← W − lr·U."""
@@ -72,7 +78,8 @@ class HybridAuON(ReferenceOptimizer):
         return W - self.lr * O / (r + 1e-8)
 
 
-# §4.1 ROOT coefficient table keyed by (min(m, n), max(m, n)); other shapes fall back to Muon's.
+# ROOT coefficient table (huawei-noah/noah-research ROOT/examples/example_train.py, root5) keyed by
+# (min(m, n), max(m, n)); other shapes fall back to Muon's.
 ROOT_COEFFS = {
     (2048, 2048): (3.4916, -4.8224, 2.1095),
     (2048, 3072): (3.4509, -4.5790, 1.9325),
@@ -82,21 +89,23 @@ ROOT_COEFFS = {
 
 
 def root_coeffs(m: int, n: int, table=None):
-    """(a, b, c) for an m×n matrix from ROOT's table, else the Muon fallback (§4.1 step 4)."""
+    """(a, b, c) for an m×n matrix from ROOT's table, else the Muon fallback (as root5)."""
     table = ROOT_COEFFS if table is None else table
     return table.get((min(m, n), max(m, n)), MUON_COEFFS)
 
 
 def root_clip(N: torch.Tensor, q: float = 0.9):
     """ε = quantile(|N|, q) + 1e-9 (linear interpolation, = the code's ``simple_quantile``);
-    returns (Bc, ε) with Bc = N − sign(N)·relu(|N| − ε) = clamp(N, −ε, ε) (§4.1 steps 2–3)."""
+    returns (Bc, ε) with Bc = N − sign(N)·relu(|N| − ε) = clamp(N, −ε, ε)
+    (ROOT's simple_quantile and soft threshold)."""
     eps = torch.quantile(N.abs().flatten(), q) + 1e-9
     outliers = torch.sign(N) * torch.relu(N.abs() - eps)
     return N - outliers, eps
 
 
 class ROOT(ReferenceOptimizer):
-    """ROOT (§4.1, example_train.py): B ← μB + G; N = G + μB (nesterov) else B; conv → (out,−1);
+    """ROOT (arXiv 2511.20626; example_train.py class ROOT):
+    B ← μB + G; N = G + μB (nesterov) else B; conv → (out,−1);
     ε = quantile(|N|, q=0.9, linear interpolation) + 1e-9; Bc = N − sign(N)·relu(|N| − ε)
     (= clamp(N, −ε, ε)); U = NS(Bc; root_coeffs(m, n), 5 steps, X/(‖X‖+1e-7)) in float64 (code:
     fp32); W ← W(1 − lr·λ) − lr·0.2·max(m, n)^½·U. ``coeff_table`` extends/replaces the table."""
@@ -125,7 +134,8 @@ def _as_2d(X):
 
 
 class PolarGrad(ReferenceOptimizer):
-    """PolarGrad (§6.1). ``polar`` defaults to the exact SVD polar factor.
+    """PolarGrad (arXiv 2505.21799; timlautk/polargrad polar_grad.py). ``polar`` defaults to the
+    exact SVD polar factor.
     Momentum-first: M ← βM + (1−β)G; U = polar(M); ν = ⟨M, U⟩_F (= ‖M‖_*);
         W ← W(1 − lr·λ) − lr·ν·U.
     Polar-first: U = polar(G); ν = ⟨G, U⟩_F; M ← βM + (1−β)U; W ← W(1 − lr·λ) − lr·ν·M.
@@ -156,7 +166,8 @@ class PolarGrad(ReferenceOptimizer):
 
 
 def column_select(idx_fn):
-    """Range finder from column selection (§5.1): ``idx_fn(name, X, r) -> idx``; Q = qr(X[:, idx]).Q.
+    """Range finder from column selection (dengzhanwang/Low-rank-Muon zeropower_via_newtonschulz5):
+    ``idx_fn(name, X, r) -> idx``; Q = qr(X[:, idx]).Q.
     X is the wide-oriented (rows ≤ cols) matrix."""
     def finder(name, X, r):
         idx = torch.as_tensor(idx_fn(name, X, r), dtype=torch.long)
@@ -169,13 +180,15 @@ def random_column_select(generator=None):
 
 
 def low_rank_orthogonalize(X, Q, ns_steps=5, ns_dtype=F64):
-    """LRO_r on a wide X with range basis Q (m×r): C = QᵀX; Ō = NS(C/‖C‖_F); return QŌ (§5.1)."""
+    """LRO_r on a wide X with range basis Q (m×r): C = QᵀX; Ō = NS(C/‖C‖_F); return QŌ
+    (arXiv 2509.11983)."""
     C = Q.T @ X
     return Q @ newton_schulz(C / C.norm(), "muon", ns_steps, dtype=ns_dtype)
 
 
 class LowRankMuon(ReferenceOptimizer):
-    """Low-rank Muon (§5.2): M ← βM + (1−β)G; N = (1−β)G + βM (nesterov) else M; conv → (out,−1);
+    """Low-rank Muon (arXiv 2509.11983): M ← βM + (1−β)G; N = (1−β)G + βM (nesterov) else M;
+    conv → (out,−1);
     wide orientation (transpose if m > n); Q = range_finder(name, X, rank); O = Q·NS(QᵀX/‖QᵀX‖);
     transpose back; W ← W(1 − lr·λ) − lr·s·O with s = shape_scale(``shape``) [muon].
     Matrices with min(m, n) ≤ ``min_dim`` use full NS instead (code: 500/1000).

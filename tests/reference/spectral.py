@@ -1,14 +1,17 @@
-"""SPECTRA references (algorithms.md §8, mlolab/llm-spectral-clipping).
+"""SPECTRA references (arXiv 2603.14315; mlolab/llm-spectral-clipping src/optim/spectra.py,
+post_process.py; docs/derivations.md#spectral-clipping).
 
 Soft spectral clip H_c(X) = (I + XXᵀ/c²)^{−1/2} X, i.e. σ ↦ σ/sqrt(1 + σ²/c²) with the singular
 vectors kept — computed here exactly by SVD (``soft_spectral_clip``) and, independently, by an
-eigendecomposition of I + XXᵀ/c² (``soft_spectral_clip_eigh``). Vectors (§8.1): g/sqrt(1 + (‖g‖/c)²)
+eigendecomposition of I + XXᵀ/c² (``soft_spectral_clip_eigh``). Vectors (as the code):
+g/sqrt(1 + (‖g‖/c)²)
 if ‖g‖ > c, else g unchanged (as written — note the jump at ‖g‖ = c).
 
-SPECTRA post-clip (§8.1): the base optimizer's direction U (AdamW: m̂/(sqrt(v̂)+ε) in torch's form;
+SPECTRA post-clip: the base optimizer's direction U (AdamW: m̂/(sqrt(v̂)+ε) in torch's form;
 Signum: sign(m)) is replaced by α·H_c(U), α = max(1, m/n)^½ for matrices (conv viewed as (out,−1)),
 1 for vectors: W ← W(1 − lr·λ) − lr·α·H_c(U). ``c`` and ``lr`` are attributes (schedules: set them
-between steps; ``warmup_c`` gives §8.1's c·lr₀/lr_t rule). Pre-clip (§8.2): ``preclip``.
+between steps; ``warmup_c`` gives the code's c·lr₀/lr_t warm-up rule). Pre-clip (src/optim/base.py):
+``preclip``.
 """
 from __future__ import annotations
 
@@ -44,12 +47,12 @@ def hard_spectral_clip(X: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def preclip(G: torch.Tensor, c_pre: float = 0.1) -> torch.Tensor:
-    """§8.2: G ← H_{c_pre}(G) for 2-D params; other params unchanged."""
+    """Pre-clip (src/optim/base.py): G ← H_{c_pre}(G) for 2-D params; other params unchanged."""
     return soft_spectral_clip(G, c_pre) if G.ndim == 2 else G.to(F64)
 
 
 def warmup_c(c: float, lr0: float, lr_t: float) -> float:
-    """§8.1 warmup rule: c_t = c·lr₀/lr_t (keeps c·lr constant)."""
+    """The code's warm-up rule: c_t = c·lr₀/lr_t (keeps c·lr constant)."""
     return c * lr0 / lr_t
 
 

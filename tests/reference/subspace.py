@@ -1,5 +1,8 @@
-"""Subspace / rotated-Adam references: Conda (§9), FRUGAL block and projected (§10),
-DCT-AdamW (§14.2) and Trion (§14.3) with the DCT matrix of §14.1.
+"""Subspace / rotated-Adam references: Conda (arXiv 2509.24218, jie040109/Conda
+conda_torch/conda.py), FRUGAL block and projected (arXiv 2411.07837, fzmushko/FRUGAL
+frugal/proj_optimizer_templates.py),
+DCT-AdamW and Trion (arXiv 2505.17967, IST-DASLab/ISTA-DASLab-Optimizers
+ista_daslab_optimizers/fft_low_rank/dct_adamw.py, trion.py) with the DCT matrix of utils/dct.py.
 
 Random choices are explicit callables so a test can feed the choice the implementation made:
 FRUGAL ``select_active(k, names)`` / ``basis_fn(name, G, density)``, DCT ``index_fn``.
@@ -15,7 +18,8 @@ from tests.reference.common import F64, ReferenceOptimizer, counter, newton_schu
 
 
 def dct_matrix(d: int) -> torch.Tensor:
-    """§14.1: Q_ij = sqrt(2/d)·cos(π·i(2j+1)/(2d)), row 0 times sqrt(1/2) (orthogonal)."""
+    """utils/dct.py dct3_matrix: Q_ij = sqrt(2/d)·cos(π·i(2j+1)/(2d)), row 0 times sqrt(1/2)
+    (orthogonal)."""
     i = torch.arange(d, dtype=F64).unsqueeze(1)
     j = torch.arange(d, dtype=F64).unsqueeze(0)
     Q = math.sqrt(2.0 / d) * torch.cos(math.pi * i * (2 * j + 1) / (2 * d))
@@ -33,7 +37,7 @@ def adam_direction(st, g, betas, eps, prefix=""):
 
 
 class Conda(ReferenceOptimizer):
-    """Conda (§9.1). For projected (2-D) W, with t counting from 0 before the step:
+    """Conda (conda_torch/conda.py). For projected (2-D) W, with t counting from 0 before the step:
       m ← β₁m + (1−β₁)G;  if t % T == 0: m = UΣVᵀ, P = Vᵀ (rows ≥ cols) else U  [std]
       g' = GPᵀ, m' = mPᵀ (rows ≥ cols) else g' = PᵀG, m' = Pᵀm;  v ← β₂v + (1−β₂)g'²
       t ← t+1; step = lr·sqrt(1−β₂ᵗ)/(1−β₁ᵗ);  u' = m'/(sqrt(v) + ε);  u = s·u'P (or s·Pu')
@@ -76,9 +80,9 @@ def _frugal_free(rule, x):
 
 
 class FRUGALBlock(ReferenceOptimizer):
-    """FRUGAL, block projector (§10.1, default ``--optimizer frugal``). Global step counter k0
-    (0-based); at k0 % update_gap == 0: active = select_active(k0 // update_gap, names) over the
-    projectable names, and (reset_statistics) their states are cleared. Projectable W:
+    """FRUGAL, block projector (BlockOptimizer, default ``--optimizer frugal``). Global step
+    counter k0 (0-based); at k0 % update_gap == 0: active = select_active(k0 // update_gap, names)
+    over the projectable names, and (reset_statistics) their states are cleared. Projectable W:
       W ← W(1 − lr·λ);  active:   W ← W − lr·ρ_p·AdamDir(G)
                         inactive: W ← W − lr·ρ_p·ρ_i·sign(G) (sign_sgd) | ·G (sgd) | 0 (no)
     with ρ_p = proj_params_lr_scale, ρ_i = inactive_lr_scale. Others: plain AdamW(lr, betas, eps, λ)."""
@@ -145,9 +149,10 @@ def random_columns(generator=None):
 
 
 class FRUGALProjected(ReferenceOptimizer):
-    """FRUGAL with a GaLore/SVD or coordinate projector (§10.1). Per projectable W, with t0 its
-    0-based step: at t0 % update_gap == 0 (side, P) = basis_fn(name, G, density) and (reset) the
-    Adam state is cleared. down(G) = GPᵀ (right, P r×n) | PᵀG (left, P m×r); up = inverse map.
+    """FRUGAL with a GaLore/SVD or coordinate projector (GaloreOptimizer / CoordOptimizer).
+    Per projectable W, with t0 its 0-based step: at t0 % update_gap == 0
+    (side, P) = basis_fn(name, G, density) and (reset) the Adam state is cleared.
+    down(G) = GPᵀ (right, P r×n) | PᵀG (left, P m×r); up = inverse map.
       W ← W(1 − lr·λ);  g↓ = down(G);  W ← W − lr·ρ_p·up(AdamDir(g↓)) − lr·ρ_p·ρ_i·free(G − up(g↓))
     free = sign (sign_sgd) | identity (sgd) | 0 (no, = GaLore). Others: plain AdamW."""
 
@@ -210,7 +215,7 @@ class _DCTSide:
 
 
 class DCTAdamW(ReferenceOptimizer):
-    """DCT-AdamW (§14.2) on 2-D params (others: plain AdamW), t0 = 0-based step:
+    """DCT-AdamW (fft_low_rank/dct_adamw.py) on 2-D params (others: plain AdamW), t0 = 0-based step:
       W ← W(1 − lr·λ);  A = G (+E if use_ef);  at t0 % gap == 0: idx = index_fn(S, r, right)
       [rotate_subspace & previous idx: R = Q[:, old]ᵀQ[:, new]; right m ← mR, v ← |vR|;
        left m ← Rᵀm, v ← |Rᵀv|];  a = take(S, idx);  EF: E ← A − lift(a)
@@ -257,8 +262,8 @@ class DCTAdamW(ReferenceOptimizer):
 
 
 class Trion(ReferenceOptimizer):
-    """Trion (§14.3) on 2-D params: M ← M + G; S = sim(M); idx = index_fn (every step);
-    m_r = take(S, idx); M ← M − (1−μ)·lift(m_r); O = NS(m_r) (Muon coeffs, 5 steps);
+    """Trion (fft_low_rank/trion.py) on 2-D params: M ← M + G; S = sim(M); idx = index_fn
+    (every step); m_r = take(S, idx); M ← M − (1−μ)·lift(m_r); O = NS(m_r) (Muon coeffs, 5 steps);
     W ← W(1 − lr·λ) − lr·s·lift(O), s = shape_scale(scale ∈ kj|kimi|dion|none) on (m, n)."""
 
     def __init__(self, params, lr=0.02, momentum=0.95, rank=4, weight_decay=0.0, scale="kj",
