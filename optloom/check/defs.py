@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..lang import ast as A
 from ..lang.diagnostics import Reporter
 from ..primitives.registry import all_primitives, did_you_mean, lookup
-from .rule import INPUTS
+from .common import INPUTS
 from .forms import FORMS
 
 

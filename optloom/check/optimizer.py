@@ -9,7 +9,8 @@ from ..lang import ast as A
 from ..lang.diagnostics import Reporter
 from ..primitives.registry import did_you_mean
 from . import ir, selectors
-from .rule import HYPER_TYPES, INPUTS, RuleChecker, _Abort
+from .common import HYPER_TYPES, INPUTS, Abort
+from .rule import RuleChecker
 from .consts import ConstError, const_value, type_of_value
 
 
@@ -90,7 +91,7 @@ def check_optimizer(rep: Reporter, opt: A.Optimizer, defs: dict[str, A.Def], sou
         n_errors = sum(d.severity == "error" for d in rep.diagnostics)
         try:
             result = checker.block(rule.body, {}, top=True)
-        except _Abort:
+        except Abort:
             result = None
         if result is None or sum(d.severity == "error" for d in rep.diagnostics) > n_errors:
             used.update(_names_in(rule))  # the rule has errors: count what it mentions as used
