@@ -1,5 +1,5 @@
-"""Optimizer-level checks: hyperparameters, rule labels and selectors (satisfiable, not shadowed),
-and finishing each rule (it must update its parameters; ``decay`` takes the rule's lr; layout)."""
+"""Optimizer-level checks: hyperparameters, rule labels and selectors (satisfiable, not shadowed);
+each rule body is checked by :class:`~.rule.RuleChecker` and finished by :func:`~.finish.finish_rule`."""
 from __future__ import annotations
 
 import re
@@ -10,6 +10,7 @@ from ..lang.diagnostics import Reporter
 from ..primitives.registry import did_you_mean
 from . import ir, selectors
 from .common import HYPER_TYPES, INPUTS, Abort
+from .finish import finish_rule
 from .rule import RuleChecker
 from .consts import ConstError, const_value, type_of_value
 
@@ -97,7 +98,7 @@ def check_optimizer(rep: Reporter, opt: A.Optimizer, defs: dict[str, A.Def], sou
             used.update(_names_in(rule))  # the rule has errors: count what it mentions as used
         if result is None:
             continue
-        rir = _finish_rule(rep, rule, checker, result)
+        rir = finish_rule(rep, rule, checker, result)
         if rir is not None:
             rules.append(rir)
     for name, h in hypers.items():
@@ -136,38 +137,3 @@ def _check_selector(rep: Reporter, rule: A.Rule, hypers: dict[str, ir.HyperParam
                   rule.selector.span)
         return None
     return ndims
-
-
-def _finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.Node) -> ir.RuleIR | None:
-    nodes = ir.walk([result, *(v for _, v in checker.writes)])
-    calls = [n for n in nodes if isinstance(n, ir.Call)]
-    applies = [c for c in calls if c.prim.writes_param and not c.prim.lr_from_apply]  # type: ignore[union-attr]
-    if not applies:
-        rep.error(f"rule '{rule.label}' never updates its parameters", rule.body.result.span,
-                  "end the pipeline with `apply(lr)`")
-        return None
-    for c in calls:
-        if c.prim.lr_from_apply and "lr" not in c.args:  # type: ignore[union-attr]
-            if len(applies) != 1:
-                rep.error(f"{c.prim.name} cannot tell which lr to use: give `lr =`", c.span)  # type: ignore[union-attr]
-                return None
-            c.args["lr"] = applies[0].args["lr"]
-    reductions = [c for c in calls if c.prim.reduces_group]  # type: ignore[union-attr]
-    for i, c in enumerate(reductions):
-        c.reduction = i
-        inner = [n for n in ir.walk(c.inputs[0]) if isinstance(n, ir.Call) and n.prim.reduces_group]  # type: ignore[union-attr]
-        if inner:
-            rep.error("a group reduction cannot depend on another group reduction", c.span,
-                      "each step reduces across the group once: reduce values computed without one")
-            return None
-    refs = [n for n in nodes if isinstance(n, ir.StateRef)]
-    elementwise = all(c.prim.elementwise for c in calls) and not any(n.kind == "scalar" for n in nodes) and \
-        all(r.init.elementwise for r in refs) and \
-        not any(isinstance(n, ir.Op) and n.op in ("@", "transpose") for n in nodes)  # type: ignore[union-attr]
-    states = [ir.StateInfo(full, c.prim.name, next(s.doc for s in c.prim.state if s.name == local))  # type: ignore[union-attr]
-              for c in calls for local, full in c.state_names.items()]
-    states += [ir.StateInfo(r.name, "state", f"feedback state, starts as {r.init.name}") for r in refs]  # type: ignore[union-attr]
-    states += [ir.StateInfo(n.name, "every", "value cached by every(T, ...)") for n in nodes if isinstance(n, ir.Every)]
-    return ir.RuleIR(rule.label, rule.selector, result, states, elementwise,
-                     sorted({c.prim.name for c in calls}), rule.span, dict(checker.labels),
-                     writes=list(checker.writes), periods=list(checker.periods))  # type: ignore[union-attr]
