@@ -4,15 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-import torch
-
 from ..lang import ast as A
 from ..lang.diagnostics import Diagnostic, Reporter, SpecError
-from ..lang.printer import canonical_hash, print_module
-from . import ir
-from .optimizer import check_optimizer
-from .defs import check_def_names
 from ..lang.loader import load, resolve_spec, split_optimizer
+from ..lang.printer import canonical_hash, print_module
+from ..primitives.registry import lookup
+from . import ir
+from .defs import check_def_names
+from .optimizer import check_optimizer
 from .selectors import ParamInfo, evaluate, uses_name
 
 
@@ -65,14 +64,14 @@ class Program:
             if c.item is not None:
                 value = value[c.item]
             try:
-                c.arg.validate(float(value) if isinstance(value, torch.Tensor) else value)
+                c.arg.validate(float(value) if _is_tensor(value) else value)
             except ValueError as e:
                 raise ValueError(f"{where}hyperparameter '{c.hyper}' = {value!r} is invalid for {c.prim}: {e} "
                                  f"(used at {c.span})") from None
 
     def state_bytes(self, params: Iterable[Any]) -> int:
         """Persistent optimizer state, in bytes, for these parameters (what ``state_dict`` holds)."""
-        from ..runtime.buckets import predict_state_bytes
+        from ..lowering.states import predict_state_bytes  # lowering needs torch: imported when asked
 
         return predict_state_bytes(self, params)
 
@@ -89,10 +88,15 @@ class Program:
         return "\n".join(lines)
 
 
+def _is_tensor(v: Any) -> bool:
+    """A tensor (a 0-d learning rate, say), known by its methods: the checker does not import torch."""
+    return callable(getattr(v, "numel", None)) and callable(getattr(v, "is_floating_point", None))
+
+
 def _check_type(h: ir.HyperParam, value: Any, where: str) -> None:
     ok = {
         "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-        or (isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point()),
+        or (_is_tensor(v) and v.numel() == 1 and v.is_floating_point()),
         "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "bool": lambda v: isinstance(v, bool),
         "str": lambda v: isinstance(v, str),
@@ -109,6 +113,11 @@ def compile(spec: str, name: str | None = None) -> Program:
     spec text; ``name`` picks one optimizer of a file with several (default: the first)."""
     spec, name = split_optimizer(spec, name)
     source, file = resolve_spec(spec)
+    return compile_text(source, file, name)
+
+
+def compile_text(source: str, file: str, name: str | None = None) -> Program:
+    """:func:`compile` of spec text read from ``file`` (imports resolve beside it)."""
     loaded = load(source, file)
     rep = Reporter(source)
     _check_module_names(rep, loaded.module)
@@ -168,8 +177,6 @@ def _check_module_names(rep: Reporter, m: A.Module) -> None:
         if item.name in seen:
             rep.error(f"'{item.name}' is defined twice (first at line {seen[item.name].span.line})", item.span)
         seen[item.name] = item
-        from ..primitives.registry import lookup
-
         if isinstance(item, A.Def) and lookup(item.name) is not None:
             rep.error(f"def '{item.name}' has the name of a primitive", item.span, "choose another name")
         if isinstance(item, A.Def) and not item.params:
