@@ -1,6 +1,6 @@
 """Defs on their own: a library file of defs is checked even when no optimizer uses them.
 
-Inlining (in :mod:`optloom.compiler.check`) checks a def fully where it is used; this pass only
+Inlining (:meth:`.rule.RuleChecker.inline`) checks a def fully where it is used; this pass only
 catches what is wrong regardless of the call site: unknown stages and calls, unknown names.
 """
 from __future__ import annotations

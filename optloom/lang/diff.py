@@ -1,4 +1,5 @@
-"""``optloom diff A B``: what differs between two specs, structurally (not as text).
+"""Structural diff: what differs between two optimizers of the language, as ASTs (not as text);
+what ``optloom diff A B`` prints.
 
 Hyperparameters: added, removed, changed (type or default). Rules (matched by label): added,
 removed, moved, selector changed, and per rule the ``let``/``state`` statements and the main
