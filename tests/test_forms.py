@@ -254,3 +254,23 @@ def test_resume_inside_a_period_is_bitwise():
     for k in SHAPES:
         assert torch.equal(ps_a[k], ps_b[k]), k
 
+
+# ---- what finishing a rule adds to its IR -------------------------------------------------------
+
+def test_finishing_binds_decay_lr_and_numbers_reductions_in_new_nodes():
+    """``decay`` without ``lr`` takes the apply's lr; group reductions are numbered in walk order;
+    a frame-opening call's frames name the call itself (in the finished graph, not a stale copy)."""
+    from optloom.check import ir
+
+    prog = optloom.compile(_spec('    grad / group_reduce(fro_norm(grad)) * group_reduce(rms(grad), "max") '
+                                 '|> decay(0.01) |> apply(lr)'))
+    calls = [n for n in ir.walk(prog.rules[0].roots) if isinstance(n, ir.Call)]
+    decay = next(c for c in calls if c.prim.name == "decay")
+    assert isinstance(decay.args["lr"], ir.Hyper) and decay.args["lr"].name == "lr"
+    assert [c.reduction for c in prog.rules[0].reductions] == [0, 1]
+    assert {id(c) for c in prog.rules[0].reductions} <= {id(c) for c in calls}
+    for rule in optloom.compile("aro").rules:
+        for c in ir.walk(rule.roots):
+            if isinstance(c, ir.Call) and c.prim.frame is not None:
+                assert c.frames[-1] is c
+

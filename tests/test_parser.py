@@ -130,6 +130,16 @@ def test_spans():
     assert (call.span.col, call.span.end_col) == (13, 29)
 
 
+def test_walk_is_in_source_order_and_rewrite_shares_what_it_keeps():
+    m = parse("optimizer o(lr = 0.1) { r: ndim == 2 => grad |> scale(lr * 2.0) |> apply(lr) }")
+    assert [n.id for n in A.walk(m) if isinstance(n, A.Name)] == ["ndim", "grad", "lr", "lr"]
+    assert next(A.walk(m)) is m
+    rule = m.optimizers[0].rules[0]
+    doubled = A.rewrite(rule, lambda n: A.Num(value=3.0, is_int=False) if n == A.Num(value=2.0, is_int=False) else n)
+    assert doubled.selector is rule.selector and doubled != rule
+    assert "3.0" in str(doubled.body.result) and "2.0" in str(rule.body.result)
+
+
 def test_ast_equality_ignores_spans():
     assert parse("optimizer o() { r => grad }") == parse("optimizer o()\n{\n  r =>\n\n  grad\n}", "other.opt")
     assert parse("optimizer o() { r => grad }") != parse("optimizer o() { r => param }")
