@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from optloom.cli import bench_cmd
 
 
 def test_bench_runner_smoke(tmp_path):
-    runner, report = bench_cmd._import_benchmarks()
+    from optloom.benchmarks import report, runner
+
     cfg = runner.Config(specs=["adamw", "muon"], params=["tiny"], steps=3, warmup=1, backend="eager",
                         sections=("machine", "steps", "memory"), stream_floats=100_000,
                         matmul_shapes=[(32, 32, 32)], compiled_baselines=False, case_budget_s=None)

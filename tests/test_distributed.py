@@ -150,7 +150,7 @@ def _ddp_failure_worker(rank: int, out: str) -> None:
     """Under DDP with replicated(opt): rank 1 fails after its graphs ran, then rank 0 fails while
     preparing; every rank must raise, nothing may change, and training must go on afterwards."""
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from optloom.runtime.distributed.strategy import DistributedStepError, replicated
+    from optloom import DistributedStepError, replicated
 
     model = DDP(_net())
     opt = replicated(optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"]))
@@ -164,17 +164,17 @@ def _ddp_failure_worker(rank: int, out: str) -> None:
         return all(torch.equal(x, y) for x, y in zip(a[0], b[0])) and all(
             x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x) for x, y in zip(a[1], b[1]))
 
-    run, runtime = opt._runner.run, opt._runtime
+    run, runtime = opt.executor.run, opt.executor.runtime_inputs
 
     def broken_run(work, inputs):
         run(work, inputs)  # the graphs ran (into copies) — then this rank fails
         if rank == 1:
             raise RuntimeError("injected failure")
 
-    def broken_runtime(b):
+    def broken_runtime(b, hypers):
         if rank == 0:
             raise ValueError("injected preparation failure")
-        return runtime(b)
+        return runtime(b, hypers)
 
     messages, unchanged = [], True
     for attr, broken in (("run", broken_run), ("runtime", broken_runtime)):
@@ -182,9 +182,9 @@ def _ddp_failure_worker(rank: int, out: str) -> None:
         nn.functional.cross_entropy(model(idx[rank * 4:(rank + 1) * 4]), y[rank * 4:(rank + 1) * 4]).backward()
         before = snapshot()
         if attr == "run":
-            opt._runner.run = broken
+            opt.executor.run = broken
         else:
-            opt._runtime = broken
+            opt.executor.runtime_inputs = broken
         try:
             opt.step()
         except DistributedStepError as e:
@@ -192,7 +192,7 @@ def _ddp_failure_worker(rank: int, out: str) -> None:
         else:
             messages.append("no error")
         unchanged = unchanged and same(before, snapshot())
-        opt._runner.run, opt._runtime = run, runtime
+        opt.executor.run, opt.executor.runtime_inputs = run, runtime
         opt.zero_grad(set_to_none=True)
     before = snapshot()
     _train_step(model, opt, 6, rank)  # the next step runs normally on both ranks
@@ -236,19 +236,18 @@ def _count_matrices(opt) -> list[int]:
     """Matrices this rank runs a matrix rule's graph on, summed over steps (counted at the runner,
     independently of the optimizer's own report)."""
     count = [0]
-    run = opt._runner.run
+    run = opt.executor.run
 
     def counting(work, inputs):
         count[0] += sum(args[0].shape[0] for b, args in zip(work, inputs) if b.layout == "stacked")
         run(work, inputs)
 
-    opt._runner.run = counting
+    opt.executor.run = counting
     return count
 
 
 def _failure_worker(rank: int, out: str) -> None:
-    from optloom.runtime.distributed.strategy import DistributedStepError
-    from optloom.runtime.optimizer import NonFiniteGradientError
+    from optloom import DistributedStepError, NonFiniteGradientError
 
     model = _fsdp_model()
     opt = optloom.optimizer("muon", model.named_parameters(), **SPECS["muon"])
@@ -256,14 +255,14 @@ def _failure_worker(rank: int, out: str) -> None:
     before = {k: v.to_local().clone() for k, v in model.named_parameters()}
     state = {id(p): {k: (v.to_local() if hasattr(v, "to_local") else v).clone() for k, v in st.items()}
              for p, st in opt.state.items()}
-    run = opt._runner.run
+    run = opt.executor.run
 
     def broken(work, inputs):
         run(work, inputs)  # the graphs ran (into copies) — then this rank fails
         if rank == 1:
             raise RuntimeError("injected failure")
 
-    opt._runner.run = broken
+    opt.executor.run = broken
     idx, y = _data(5)
     nn.functional.cross_entropy(model(idx[rank * 4:(rank + 1) * 4]), y[rank * 4:(rank + 1) * 4]).backward()
     try:
@@ -275,7 +274,7 @@ def _failure_worker(rank: int, out: str) -> None:
     unchanged = all(torch.equal(before[k], v.to_local()) for k, v in model.named_parameters()) and all(
         torch.equal(state[id(p)][k], (v.to_local() if hasattr(v, "to_local") else v))
         for p, st in opt.state.items() for k, v in st.items())
-    opt._runner.run = run
+    opt.executor.run = run
     opt.step()  # the next step runs normally on both ranks
     opt.zero_grad(set_to_none=True)
     # a NaN in one rank's shard of a bias (an AdamW flat bucket, which communicates nothing)

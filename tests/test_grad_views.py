@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import optloom
-from optloom.runtime.optimizer import NonFiniteGradientError
+from optloom import NonFiniteGradientError
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
@@ -23,7 +23,7 @@ def _loss(m: torch.nn.Module, i: int) -> torch.Tensor:
 
 
 def _in_buffer(opt, p: torch.Tensor) -> bool:
-    for b in opt._buckets:
+    for b in opt.buckets():
         if any(q is p for q in b.params) and b.grad_buf is not None:
             lo = b.grad_buf.data_ptr()
             hi = lo + b.grad_buf.numel() * b.grad_buf.element_size()

@@ -92,41 +92,42 @@ def _cache_run(named_seed: int, shapes: dict, steps: int = 2) -> list[torch.Tens
 def test_compiled_step_cache_saves_loads_and_survives_corruption(tmp_path, monkeypatch):
     """A second build of the same step loads it from OPTLOOM_CACHE_DIR; a corrupted file is
     reported, replaced, and the step still computes the same values; other shapes get another file."""
-    from optloom.backends import compile_cache, runner
+    from optloom.backends import compile_cache, get_backend
 
     monkeypatch.setenv("OPTLOOM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(runner, "_COMPILED", {})
+    inductor = get_backend("inductor")
+    inductor.forget_compiled()
     shapes = {"a.weight": (6, 4), "a.bias": (6,)}
     compile_cache.events.clear()
     first = _cache_run(0, shapes)
     files = list(tmp_path.glob("step-*.bin"))
     assert compile_cache.events == ["saved"] and len(files) == 1
 
-    runner._COMPILED.clear()  # as in a new process: nothing compiled in memory
+    inductor.forget_compiled()  # as in a new process: nothing compiled in memory
     assert all(torch.equal(x, y) for x, y in zip(first, _cache_run(0, shapes)))
     assert compile_cache.events[-1] == "loaded"
 
     files[0].write_bytes(files[0].read_bytes()[:-100])  # truncated
-    runner._COMPILED.clear()
+    inductor.forget_compiled()
     with pytest.warns(RuntimeWarning, match="compiling the step again"):
         again = _cache_run(0, shapes)
     assert compile_cache.events[-1] == "recompiled"
     assert all(torch.equal(x, y) for x, y in zip(first, again))
-    runner._COMPILED.clear()
+    inductor.forget_compiled()
     _cache_run(0, shapes)
     assert compile_cache.events[-1] == "loaded"
 
-    runner._COMPILED.clear()
+    inductor.forget_compiled()
     _cache_run(0, {"a.weight": (5, 4), "a.bias": (5,)})
     assert compile_cache.events[-1] == "saved" and len(list(tmp_path.glob("step-*.bin"))) == 2
 
 
 def test_compiled_step_cache_can_be_disabled(tmp_path, monkeypatch):
-    from optloom.backends import compile_cache, runner
+    from optloom.backends import compile_cache, get_backend
 
     monkeypatch.setenv("OPTLOOM_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("OPTLOOM_COMPILE_CACHE", "0")
-    monkeypatch.setattr(runner, "_COMPILED", {})
+    get_backend("inductor").forget_compiled()
     compile_cache.events.clear()
     _cache_run(1, {"b.weight": (3, 5)})
     assert compile_cache.events == ["compiled"] and not list(tmp_path.glob("*"))

@@ -8,8 +8,7 @@ import torch
 
 import optloom
 from optloom.lang.loader import shipped_names
-from optloom.runtime.optimizer import NonFiniteGradientError
-from optloom.runtime.state_io import StateDictError
+from optloom import NonFiniteGradientError, StateDictError
 
 SPECS = shipped_names()
 KW = {"sgd": dict(momentum=0.9)}
@@ -230,7 +229,7 @@ def test_state_bytes_prediction_matches_allocated_state():
     for spec in SPECS:
         opt = optloom.optimizer(spec, m.named_parameters(), **KW.get(spec, {}))
         _train(m, opt, range(1))
-        actual = sum(t.numel() * t.element_size() for b in opt._buckets for t in b.states.values())
+        actual = sum(t.numel() * t.element_size() for b in opt.buckets() for t in b.states.values())
         assert opt.program.state_bytes(m.named_parameters()) == actual, spec
 
 

@@ -85,7 +85,7 @@ def test_muon_routes_vectors_and_embeddings_to_adamw():
     lin = torch.nn.Linear(6, 6)
     params = [("embed.weight", emb.weight), ("lin.weight", lin.weight), ("lin.bias", lin.bias)]
     opt = optloom.optimizer("muon", params)
-    assert [opt._routes[p].label for _, p in params] == ["rest", "hidden", "rest"]
+    assert [opt.routes()[p].label for _, p in params] == ["rest", "hidden", "rest"]
 
 
 def _float64_loop(spec: str, ps: list[torch.Tensor], grads: list[list[torch.Tensor]], lr: float, wd: float,

@@ -85,7 +85,7 @@ def ns_names(program: Any, named: Named) -> set[str]:
     return out
 
 
-class _Pair:
+class Pair:
     """torch.optim.Muon for the Newton–Schulz matrices plus AdamW for the rest (MuonWithAuxAdam)."""
 
     def __init__(self, muon, aux):
@@ -112,7 +112,7 @@ def muon(named: Named, program: Any, make: Callable[[], Named], compiled: bool =
                          adjust_lr_fn=None if adjust == "original" else adjust) if mats else None
     a = torch.optim.AdamW(rest, lr=d["adam_lr"], betas=tuple(d["adam_betas"]), eps=d["adam_eps"],
                           weight_decay=d["weight_decay"], fused=True) if rest else None
-    pair = _Pair(m, a)
+    pair = Pair(m, a)
     label = "torch Muon" + (" + AdamW(fused) for the rest" if rest else "")
     return [(label, pair, pair.step)]
 

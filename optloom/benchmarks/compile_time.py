@@ -49,7 +49,7 @@ def probe(spec: str, params: str, count: int | None, device: str | None, steps: 
 
     from . import paramsets
     from .machine import pick_device, sync
-    from .timing import _graphs, refill
+    from .timing import unique_graphs, refill
 
     dev = pick_device(device)
     ps = paramsets.get(params)
@@ -71,7 +71,7 @@ def probe(spec: str, params: str, count: int | None, device: str | None, steps: 
         cpu.append(time.process_time() - c0)
     steady = min(times[1:]) if steps else None
     return {"compile_s": compile_s(), "spec": spec, "params": ps.name, "tensors": ps.tensors, "numel": ps.numel,
-            "buckets": len(opt._buckets or []), "graphs": _graphs(), "threads": torch.get_num_threads(),
+            "buckets": len(opt.buckets()), "graphs": unique_graphs(), "threads": torch.get_num_threads(),
             "build_s": build_s, "first_step_s": times[0], "first_step_cpu_s": cpu[0],
             "step_cache": _cache_events(),
             "steady_step_ms": None if steady is None else steady * 1e3}

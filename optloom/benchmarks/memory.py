@@ -1,6 +1,6 @@
 """Optimizer memory: persistent state and a step's peak extra allocation.
 
-Persistent state is the sum of the bytes of every bucket's state buffers (``optimizer._buckets[i]
+Persistent state is the sum of the bytes of every bucket's state buffers (``optimizer.buckets()[i]
 .states``), compared with ``program.state_bytes(params)``; for torch.optim baselines it is the sum
 of the tensors in ``optimizer.state`` (including 0-d step counts).
 
@@ -39,12 +39,12 @@ def tensor_bytes(obj: Any) -> int:
 
 
 def bucket_state_bytes(opt: Any) -> int:
-    return sum(tensor_bytes(b.states) for b in (opt._buckets or []))
+    return sum(tensor_bytes(b.states) for b in opt.buckets())
 
 
 def largest_bucket_bytes(opt: Any) -> int:
     """Bytes of the parameters of the largest bucket (the unit for 'one bucket's temporaries')."""
-    return max((sum(p.numel() * p.element_size() for p in b.params) for b in (opt._buckets or [])), default=0)
+    return max((sum(p.numel() * p.element_size() for p in b.params) for b in opt.buckets()), default=0)
 
 
 def baseline_state_bytes(opt: Any) -> int:

@@ -143,7 +143,7 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
         s["optloom_over_this"] = ours / s["median_ms"]
     case: dict = {"spec": spec, "params": ps.summary(), "backend": backend, "candidates": stats,
                   "rounds": {"warmup": warmup, "timed": steps}, "note": note,
-                  "buckets": len(opt._buckets or []),
+                  "buckets": len(opt.buckets()),
                   "floors": floors(work, ours / 1e3, machine, dtype)}
     if with_memory:
         case["memory"] = _memory(work["state_bytes"], cands, device)
@@ -179,7 +179,7 @@ def _drop_slow(cands: list, est: list, rounds: int, budget_s: float | None) -> t
 
 
 def _groups(opt: Any) -> list[dict]:
-    if isinstance(opt, baselines._Pair):
+    if isinstance(opt, baselines.Pair):
         return [g for o in (opt.muon, opt.aux) if o for g in o.param_groups]
     return opt.param_groups
 

@@ -37,7 +37,7 @@ class Candidate:
                 "first_step_ms": (self.first_s or 0.0) * 1e3, "recompiles_timed": self.recompiles}
 
 
-def _graphs() -> int:
+def unique_graphs() -> int:
     """Dynamo graphs compiled so far in this process (all candidates)."""
     try:
         from torch._dynamo.utils import counters
@@ -62,7 +62,7 @@ def interleave(cands: list[Candidate], steps: int, warmup: int, device: torch.de
         for c in order:
             refill(c.grads() if callable(c.grads) else c.grads, gen, seed * 100_003 + r)
             sync(device)
-            before = _graphs()
+            before = unique_graphs()
             t0 = time.perf_counter()
             c.step()
             sync(device)
@@ -71,4 +71,4 @@ def interleave(cands: list[Candidate], steps: int, warmup: int, device: torch.de
                 c.first_s = dt
             elif r >= warmup:
                 c.times.append(dt)
-                c.recompiles += _graphs() - before
+                c.recompiles += unique_graphs() - before

@@ -141,6 +141,9 @@ class HyperParam:
 
     @property
     def structural(self) -> bool:
+        """Known when the spec is checked: ints, bools, strings, tuples (their length and form). A
+        tuple of floats may still reach the step graph as runtime values (see
+        :func:`optloom.lowering.hypers.runtime_values`)."""
         return self.type in ("int", "bool", "str", "tuple")
 
     @property
@@ -178,6 +181,29 @@ class RuleIR:
     def uses_group(self) -> bool:
         """Some primitive reads the rule's parameter group (its graphs depend on the group); once."""
         return any(isinstance(n, Call) and n.prim is not None and n.prim.group for n in walk(self.roots))
+
+    @cached_property
+    def hyper_names(self) -> frozenset[str]:
+        """Hyperparameters the rule's graph reads, periods included (they key the graphs); once."""
+        names = {n.name for n in walk(self.roots) if isinstance(n, Hyper)}
+        return frozenset(names | {p.name for p in self.periods if isinstance(p, Hyper)})
+
+    @cached_property
+    def runtime_args_only(self) -> frozenset[str]:
+        """Hyperparameters used only as runtime arguments of primitive calls (never baked by a
+        primitive, a period, an operator or a tuple): a tuple of floats among them may be fed to
+        the step graph at run time. Computed once."""
+        nodes = walk(self.roots)
+        everywhere = {n.name for n in nodes if isinstance(n, Hyper)}
+        as_runtime_arg = {v.name for c in nodes if isinstance(c, Call) and c.prim is not None
+                          for k, v in c.args.items() if isinstance(v, Hyper) and not c.prim.args[k].structural}
+        elsewhere = {v.name for n in nodes if not isinstance(n, Call) for v in n.children() if isinstance(v, Hyper)}
+        elsewhere |= {v.name for c in nodes if isinstance(c, Call) for v in [*c.inputs, c.guard, c.restart]
+                      if isinstance(v, Hyper)}
+        elsewhere |= {v.name for c in nodes if isinstance(c, Call) and c.prim is not None
+                      for k, v in c.args.items() if isinstance(v, Hyper) and c.prim.args[k].structural}
+        elsewhere |= {p.name for p in self.periods if isinstance(p, Hyper)}
+        return frozenset((everywhere & as_runtime_arg) - elsewhere)
 
     @property
     def roots(self) -> list[Node]:

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..backends import backend_names
+
 PARAM_SETS = ["gpt2-small", "gpt2-mini", "gpt2-tiny", "adamw-10m", "many-small", "muon-large", "muon-small", "tiny"]
 SECTIONS = ["machine", "steps", "memory", "compile"]
 
@@ -27,7 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=40, help="timed interleaved rounds per case (default 40)")
     p.add_argument("--warmup", type=int, default=5, help="untimed rounds first, incl. the first step (default 5)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's default); always reported")
-    p.add_argument("--backend", default="inductor", choices=["eager", "inductor"])
+    p.add_argument("--backend", default="inductor", choices=backend_names())
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--skip", default="", metavar="SECTIONS",
                    help=f"comma-separated sections to skip: {', '.join(SECTIONS)}")

@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     opt = optloom.optimizer(args.spec, params, name=args.name, backend="inductor" if args.compile else "eager")
     print("\nrouting:")
     by_rule: dict[str, list[str]] = {}
+    routes = opt.routes()
     for n, p in params:
-        by_rule.setdefault(opt._routes[p].label, []).append(f"{n} {tuple(p.shape)}")
+        by_rule.setdefault(routes[p].label, []).append(f"{n} {tuple(p.shape)}")
     for label, items in by_rule.items():
         print(f"  {label}: {len(items)} parameter(s)")
         for item in items:
@@ -59,11 +60,12 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     opt.step()
     first = time.perf_counter() - start
-    print(f"{len(opt._buckets)} bucket(s); first step {first:.2f} s"
+    buckets = opt.buckets()
+    print(f"{len(buckets)} bucket(s); first step {first:.2f} s"
           f"{' (includes inductor compile)' if args.compile else ''}")
     if args.graph:
-        for b in opt._buckets:
+        for b in buckets:
             print(f"\n# bucket: rule {b.rule.label}, layout {b.layout}, {len(b.params)} parameter(s), "
                   f"buffer {tuple(b.meta.shape)}")
-            print(b.fn.graph)  # type: ignore[union-attr]
+            print(b.graph.fn.graph)  # type: ignore[union-attr]
     return 0

@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 
 from ..lang.diagnostics import SpecError
+from ..backends import backend_names
 
 
 def add_common_args(p: argparse.ArgumentParser, default_task: str | None = None) -> None:
@@ -20,7 +21,7 @@ def add_common_args(p: argparse.ArgumentParser, default_task: str | None = None)
     p.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds 0..K-1 per spec (default 1)")
     p.add_argument("--target", type=float, default=None,
                    help="validation loss for the 'to target' column (default: the task's)")
-    p.add_argument("--backend", choices=["eager", "inductor"], default="eager")
+    p.add_argument("--backend", choices=backend_names(), default="eager")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's; 1 is faster on a busy shared machine)")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from ..primitives.context import Ctx
-from ..primitives.registry import State
+from ..primitives.registry import Primitive, State
 from ..check import ir
 
 _BIN = {
@@ -18,13 +18,23 @@ _BIN = {
 }
 
 
-def run_rule(rule: ir.RuleIR, ctx: Ctx, grad: torch.Tensor, hypers: dict[str, Any], reference: bool = False) -> Any:
+Impl = Callable[[Primitive], Callable[..., Any]]
+
+
+def batched(prim: Primitive) -> Callable[..., Any]:
+    """The primitive's own batched implementation (what a backend without kernels runs)."""
+    return prim.fn
+
+
+def run_rule(rule: ir.RuleIR, ctx: Ctx, grad: torch.Tensor, hypers: dict[str, Any], impl: Impl = batched) -> Any:
     """Run ``rule`` once: updates ``ctx.param`` and ``ctx.states`` functionally; returns the result.
-    Subgraphs under an ``every(T, ...)`` that does not refresh this step are not evaluated."""
+    Subgraphs under an ``every(T, ...)`` that does not refresh this step are not evaluated.
+    ``impl(primitive)`` picks each call's implementation: :func:`batched`, or a backend's device
+    kernel for it."""
     values: dict[int, Any] = {}
     cached = lambda n: isinstance(n, ir.Every) and not _starts(ctx, n.period, hypers)  # noqa: E731
     for node in ir.walk(rule.roots, prune=cached):
-        values[id(node)] = _eval(node, values, ctx, grad, hypers, reference)
+        values[id(node)] = _eval(node, values, ctx, grad, hypers, impl)
     for name, node in rule.writes:
         ctx.states[name] = values[id(node)]
     return values[id(rule.result)]
@@ -50,7 +60,7 @@ def _starts(ctx: Ctx, period: ir.Node, hypers: dict[str, Any]) -> bool:
 
 
 def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, hypers: dict[str, Any],
-          reference: bool) -> Any:
+          impl: Impl) -> Any:
     get = lambda n: values[id(n)]  # noqa: E731
     if isinstance(node, ir.Input):
         return {"grad": grad, "param": ctx.param, "step": ctx.step}[node.name]
@@ -99,7 +109,7 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
     if isinstance(node, ir.Call):
         prim = node.prim
         assert prim is not None
-        fn = prim.ref if reference and prim.ref is not None else prim.fn
+        fn = impl(prim)
         inputs = [get(i) for i in node.inputs]
         args = {k: get(v) for k, v in node.args.items()}
         if node.reduction is not None and ctx.reduced is not None:
@@ -147,27 +157,6 @@ def _scoped_call(node: ir.Call, ctx: Ctx, fn: Any, inputs: list[Any], args: dict
         if prim.writes_param:  # type: ignore[union-attr]
             ctx.param = torch.where(ctx.bcast(mask, param), ctx.param, param)
     return out
-
-
-def hyper_names(rule: ir.RuleIR) -> frozenset[str]:
-    """Hyperparameters the rule's graph reads (computed once per rule)."""
-    names = rule.__dict__.get("_hyper_names")
-    if names is None:
-        names = rule.__dict__["_hyper_names"] = frozenset(
-            n.name for n in ir.walk(rule.roots) if isinstance(n, ir.Hyper))
-        names |= {p.name for p in rule.periods if isinstance(p, ir.Hyper)}  # periods key the graphs
-        rule.__dict__["_hyper_names"] = names
-    return names
-
-
-def structural_names(rule: ir.RuleIR, hyperparams: dict[str, ir.HyperParam]) -> list[str]:
-    """Hyperparameters a rule's graph bakes in as constants (its graph cache key)."""
-    return sorted(n for n in hyper_names(rule) if hyperparams[n].structural)
-
-
-def runtime_names(rule: ir.RuleIR, hyperparams: dict[str, ir.HyperParam]) -> list[str]:
-    """Hyperparameters a rule's graph takes as 0-d tensor inputs (changes never recompile)."""
-    return sorted(n for n in hyper_names(rule) if hyperparams[n].runtime)
 
 
 def _in_frames(node: ir.Call, ctx: Ctx, fn: Any, inputs: list[Any], args: dict[str, Any]) -> Any:

@@ -20,7 +20,6 @@ noticed by its data pointer and copied in. With ``param_storage="model"`` they a
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable
@@ -29,7 +28,8 @@ import torch
 
 from ..check import ir
 from ..lowering.layout import Layout, layout_of
-from ..lowering.lower import BucketMeta, StateSpec, discover_states, lower
+from ..lowering.lower import StepGraph
+from ..lowering.states import BucketMeta, StateSpec, discover_states
 
 
 def scalar_dtype(device: torch.device) -> torch.dtype:
@@ -44,16 +44,15 @@ class Bucket:
     params: list[torch.Tensor]
     ids: list[int]
     step: torch.Tensor
-    layout: str
+    layout: Layout
     states: dict[str, torch.Tensor] = field(default_factory=dict)
     specs: list[StateSpec] = field(default_factory=list)
-    fn: Callable[..., torch.Tensor] | None = None
-    fn_key: tuple = ()
+    graph: StepGraph | None = None  # this step's lowered graph (the executor picks it)
+    graph_key: tuple = ()
     param_buf: torch.Tensor | None = None  # owned storage: params are views of it
     grad_buf: torch.Tensor | None = None
     host_step: int = 0  # the step count on the host: picks the step graph of every(T)/restart(T) rules
     rule_group: tuple[int, ...] = ()  # ids of all parameters of the rule, for group samplers
-    probe_fn: Callable[..., Any] | None = None  # group reductions: the per-member values to reduce
     _ptrs: list[int] = field(default_factory=list)
     _grad_views: list[torch.Tensor] = field(default_factory=list, repr=False)  # per member, of grad_buf
     _view_ptrs: list[int] = field(default_factory=list, repr=False)  # their data pointers
@@ -62,14 +61,15 @@ class Bucket:
     def meta(self) -> BucketMeta:
         """Layout, buffer shape, dtype, device (fixed: a bucket's members never change)."""
         p = self.params[0]
-        if self.layout == "flat":
-            shape: tuple[int, ...] = (sum(q.numel() for q in self.params),)
-        else:
-            shape = (len(self.params), *p.shape)
-        return BucketMeta(self.layout, shape, p.dtype, p.device)
+        return BucketMeta(self.layout, self.layout.buffer_shape([tuple(q.shape) for q in self.params]), p.dtype, p.device)
+
+    @cached_property
+    def ids_tensor(self) -> torch.Tensor:
+        """The members' parameter ids, on the bucket's device (a step graph input)."""
+        return torch.tensor(self.ids, dtype=torch.int64, device=self.params[0].device)
 
     def gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        if self.layout == "flat":
+        if self.layout is Layout.FLAT:
             return torch.cat([t.reshape(-1) for t in tensors]) if len(tensors) > 1 else tensors[0].reshape(-1)
         return torch.stack(tensors)
 
@@ -87,7 +87,7 @@ class Bucket:
         """Gradients in the bucket layout, written into a buffer reused across steps."""
         if self.grad_buf is None:
             self.grad_buf = torch.empty(self.meta.shape, dtype=self.params[0].dtype, device=self.params[0].device)
-        if self.layout == "flat":
+        if self.layout is Layout.FLAT:
             torch.cat([g.reshape(-1) for g in grads], out=self.grad_buf)
         else:
             torch.stack(grads, out=self.grad_buf)
@@ -139,7 +139,7 @@ class Bucket:
 
     def members(self, buf: torch.Tensor) -> list[torch.Tensor]:
         """Per-parameter views of a bucket-layout buffer."""
-        if self.layout == "flat":
+        if self.layout is Layout.FLAT:
             out, off = [], 0
             for p in self.params:
                 out.append(buf[off: off + p.numel()].view(p.shape))
@@ -148,15 +148,17 @@ class Bucket:
         return list(buf.unbind(0))
 
     def state_views(self, buf: torch.Tensor, spec: StateSpec) -> list[torch.Tensor]:
-        if self.layout == "flat" and buf.numel() != self.meta.shape[0]:
+        if self.layout is Layout.FLAT and buf.numel() != self.meta.shape[0]:
             raise ValueError(f"state '{spec.name}' of a flat bucket must have one entry per parameter entry")
         return self.members(buf)
 
-    def materialize(self, hypers: dict[str, Any], adopted: list[dict[str, torch.Tensor]]) -> None:
-        """Discover state shapes and allocate buffers, adopting existing per-parameter state."""
+    def materialize(self, declared: dict[str, ir.HyperParam], hypers: dict[str, Any],
+                    adopted: list[dict[str, torch.Tensor]]) -> None:
+        """Discover state shapes and allocate buffers, adopting existing per-parameter state
+        (cast to the state's dtype and moved to the bucket's device)."""
         meta = self.meta
-        self.specs = discover_states(self.rule, meta, hypers, self.rule_group)
-        ids = torch.tensor(self.ids, dtype=torch.int64, device=meta.device)
+        self.specs = discover_states(self.rule, meta, declared, hypers, self.rule_group)
+        ids = self.ids_tensor
         for spec in self.specs:
             if all(spec.name in a for a in adopted):
                 parts = [a[spec.name].to(device=meta.device, dtype=spec.dtype) for a in adopted]
@@ -194,35 +196,7 @@ def _same_view(g: torch.Tensor | None, view: torch.Tensor, ptr: int) -> bool:
 
 
 def bucket_key(rule: ir.RuleIR, group: int, p: torch.Tensor, step: float) -> tuple:
+    """Parameters with equal keys share a bucket: rule, param group, dtype, device, step count —
+    and the shape, for ``stacked`` rules."""
     shape = tuple(p.shape) if layout_of(rule) is Layout.STACKED else ()
     return (group, rule.label, p.dtype, p.device, shape, step)
-
-
-def predict_state_bytes(program: Any, params: Any) -> int:
-    """Bytes of persistent state for these parameters, from a fake-tensor run of each rule."""
-    from ..check.selectors import ParamInfo
-
-    total = 0
-    hypers = program.defaults()
-    named = _named(params)
-    for name, p in named:
-        rule = program.route(ParamInfo(name, tuple(p.shape), 0), hypers)
-        if rule is None:
-            continue
-        layout = layout_of(rule)
-        meta = BucketMeta(layout, layout.buffer_shape([tuple(p.shape)]), p.dtype, p.device)
-        for spec in discover_states(rule, meta, hypers):
-            total += math.prod(spec.shape) * torch.empty((), dtype=spec.dtype).element_size()
-    return total
-
-
-def _named(params: Any) -> list[tuple[str | None, torch.Tensor]]:
-    out: list[tuple[str | None, torch.Tensor]] = []
-    for item in params:
-        if isinstance(item, dict):
-            out += _named(item["params"])
-        elif isinstance(item, tuple):
-            out.append((item[0], item[1]))
-        else:
-            out.append((None, item))
-    return out

@@ -11,112 +11,106 @@ from typing import Any
 
 import torch
 
-from .buckets import scalar_dtype
+from ..check.program import Program
+from ..errors import StateDictError
 from ..lowering.layout import Layout, layout_of
-from ..lowering.lower import BucketMeta, discover_states
+from ..lowering.states import BucketMeta, discover_states
+from .buckets import scalar_dtype
+from .plan import Plan
 
 FORMAT = 1
 
 
-class StateDictError(ValueError):
-    """A state_dict that does not fit this optimizer; the optimizer was left untouched."""
+def stamp(sd: dict[str, Any], program: Program) -> dict[str, Any]:
+    """torch's state_dict plus ``optloom: {format, spec, hash}``."""
+    sd["optloom"] = {"format": FORMAT, "spec": program.name, "hash": program.hash}
+    return sd
 
 
-class StateDictMixin:
-    @staticmethod
-    def _process_value_according_to_param_policy(param: torch.Tensor, value: torch.Tensor, param_id: int,
-                                                 param_groups: list[dict[Any, Any]], key: Any = None) -> torch.Tensor:
-        """Load state with its own dtype (torch.optim casts every tensor to the parameter's dtype:
-        cached integer indices and float32 states of low-precision parameters would change)."""
-        return value if key == "step" else value.to(device=param.device)
+def torch_part(sd: dict[str, Any]) -> dict[str, Any]:
+    """What torch's ``load_state_dict`` reads (everything but optloom's entry)."""
+    return {k: v for k, v in sd.items() if k != "optloom"}
 
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        sd = super().state_dict()  # type: ignore[misc]
-        sd["optloom"] = {"format": FORMAT, "spec": self.program.name, "hash": self.program.hash}  # type: ignore[attr-defined]
-        return sd
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        self._validate_state_dict(state_dict)
-        sd = {k: v for k, v in state_dict.items() if k != "optloom"}
-        super().load_state_dict(sd)  # type: ignore[misc]
-        for p, st in self.state.items():  # type: ignore[attr-defined]
-            if "step" in st:
-                st["step"] = torch.as_tensor(float(st["step"]), dtype=scalar_dtype(p.device), device=p.device)
-        self._buckets = None  # rebuilt from the loaded per-parameter state at the next step
-        self._scalars.clear()  # type: ignore[attr-defined]
-        self._scalar_values.clear()  # type: ignore[attr-defined]
+def restore_steps(state: Any) -> None:
+    """Loaded ``step`` values as 0-d tensors in the scalar dtype of their parameter's device."""
+    for p, st in state.items():
+        if "step" in st:
+            st["step"] = torch.as_tensor(float(st["step"]), dtype=scalar_dtype(p.device), device=p.device)
 
-    def _validate_state_dict(self, sd: Any) -> None:
-        prog = self.program  # type: ignore[attr-defined]
-        if not isinstance(sd, dict) or "state" not in sd or "param_groups" not in sd:
-            raise StateDictError("not an optimizer state_dict (expected keys 'state' and 'param_groups')")
-        meta = sd.get("optloom")
-        if not isinstance(meta, dict):
-            raise StateDictError("this state_dict was not written by optloom (no 'optloom' entry); "
-                                 f"spec '{prog.name}' cannot interpret its state")
-        if meta.get("format") != FORMAT:
-            raise StateDictError(f"state_dict format {meta.get('format')!r} is not supported (expected {FORMAT})")
-        if meta.get("hash") != prog.hash:
-            if meta.get("spec") == prog.name:
-                raise StateDictError(f"the checkpoint was written by a different version of spec '{prog.name}' "
-                                     f"(hash {meta.get('hash')}, now {prog.hash}): the spec was edited since, and its "
-                                     "state may mean something else; load it with the spec text it was saved with")
-            raise StateDictError(f"the checkpoint was written by spec '{meta.get('spec')}' (hash {meta.get('hash')}), "
-                                 f"but this optimizer runs spec '{prog.name}' (hash {prog.hash})")
-        groups = sd["param_groups"]
-        mine = self.param_groups  # type: ignore[attr-defined]
-        if len(groups) != len(mine):
-            raise StateDictError(f"the checkpoint has {len(groups)} param group(s), this optimizer {len(mine)}")
-        by_index: dict[int, torch.Tensor] = {}
-        for gi, (g, m) in enumerate(zip(groups, mine)):
-            if len(g["params"]) != len(m["params"]):
-                raise StateDictError(f"param group {gi}: the checkpoint has {len(g['params'])} parameters, "
-                                     f"this optimizer {len(m['params'])}")
-            if g.get("param_names") and m.get("param_names") and list(g["param_names"]) != list(m["param_names"]):
-                diff = next(f"'{a}' vs '{b}'" for a, b in zip(g["param_names"], m["param_names"]) if a != b)
-                raise StateDictError(f"param group {gi}: parameter names differ ({diff})")
-            hyper = {k: g[k] for k in prog.hyperparams if k in g}
-            try:
-                prog.validate_hyperparams(hyper, f"param group {gi} of the checkpoint: ")
-            except (TypeError, ValueError) as e:
-                raise StateDictError(str(e)) from None
-            by_index.update(zip(g["params"], m["params"]))
-        for idx, st in sd["state"].items():
-            if idx not in by_index:
-                raise StateDictError(f"state for parameter index {idx}, which no param group lists")
-            self._validate_param_state(by_index[idx], st)
 
-    def _validate_param_state(self, p: torch.Tensor, st: Any) -> None:
-        name = self._name(p)  # type: ignore[attr-defined]
-        if not isinstance(st, dict):
-            raise StateDictError(f"state of parameter {name} is not a dict")
-        rule = self._routes[p]  # type: ignore[attr-defined]
-        gi = next(i for i, g in enumerate(self.param_groups) if any(q is p for q in g["params"]))  # type: ignore[attr-defined]
-        hypers = {k: self.param_groups[gi][k] for k in self.program.hyperparams}  # type: ignore[attr-defined]
-        layout = layout_of(rule)
-        specs = discover_states(rule, BucketMeta(layout, layout.buffer_shape([tuple(p.shape)]), p.dtype, p.device), hypers,
-                                self._rule_group(rule))  # type: ignore[attr-defined]
-        want = {s.name: (tuple(p.shape) if layout is Layout.FLAT else s.shape[1:]) for s in specs}
-        dtypes = {s.name: s.dtype for s in specs}
-        have = set(st) - {"step"}
-        if "step" not in st:
-            raise StateDictError(f"state of parameter {name} has no 'step'")
-        step = st["step"]
-        if not (isinstance(step, (int, float)) or (isinstance(step, torch.Tensor) and step.numel() == 1)) \
-                or float(step) < 0 or float(step) != int(float(step)):
-            raise StateDictError(f"state of parameter {name}: 'step' must be a non-negative whole number, got {step!r}")
-        if have != set(want):
-            missing, extra = sorted(set(want) - have), sorted(have - set(want))
-            raise StateDictError(f"state of parameter {name} (rule '{rule.label}') does not match the spec: "
-                                 + "; ".join(x for x in (f"missing {missing}" if missing else "",
-                                                         f"unexpected {extra}" if extra else "") if x))
-        for key, shape in want.items():
-            t = st[key]
-            if not isinstance(t, torch.Tensor):
-                raise StateDictError(f"state '{key}' of parameter {name} is not a tensor")
-            if tuple(t.shape) != shape:
-                raise StateDictError(f"state '{key}' of parameter {name} has shape {tuple(t.shape)}, expected {shape}")
-            if t.is_floating_point() != dtypes[key].is_floating_point or \
-                    (not t.is_floating_point() and t.dtype != dtypes[key]):
-                expected = "floating point" if dtypes[key].is_floating_point else str(dtypes[key])
-                raise StateDictError(f"state '{key}' of parameter {name} has dtype {t.dtype}, expected {expected}")
+def validate(sd: Any, plan: Plan, param_groups: list[dict[str, Any]]) -> None:
+    """Raise :class:`StateDictError` unless ``sd`` fits: spec hash, groups, parameters, state names,
+    shapes and dtypes are all checked before anything is loaded."""
+    prog = plan.program
+    if not isinstance(sd, dict) or "state" not in sd or "param_groups" not in sd:
+        raise StateDictError("not an optimizer state_dict (expected keys 'state' and 'param_groups')")
+    meta = sd.get("optloom")
+    if not isinstance(meta, dict):
+        raise StateDictError("this state_dict was not written by optloom (no 'optloom' entry); "
+                             f"spec '{prog.name}' cannot interpret its state")
+    if meta.get("format") != FORMAT:
+        raise StateDictError(f"state_dict format {meta.get('format')!r} is not supported (expected {FORMAT})")
+    if meta.get("hash") != prog.hash:
+        if meta.get("spec") == prog.name:
+            raise StateDictError(f"the checkpoint was written by a different version of spec '{prog.name}' "
+                                 f"(hash {meta.get('hash')}, now {prog.hash}): the spec was edited since, and its "
+                                 "state may mean something else; load it with the spec text it was saved with")
+        raise StateDictError(f"the checkpoint was written by spec '{meta.get('spec')}' (hash {meta.get('hash')}), "
+                             f"but this optimizer runs spec '{prog.name}' (hash {prog.hash})")
+    groups = sd["param_groups"]
+    mine = param_groups
+    if len(groups) != len(mine):
+        raise StateDictError(f"the checkpoint has {len(groups)} param group(s), this optimizer {len(mine)}")
+    by_index: dict[int, torch.Tensor] = {}
+    for gi, (g, m) in enumerate(zip(groups, mine)):
+        if len(g["params"]) != len(m["params"]):
+            raise StateDictError(f"param group {gi}: the checkpoint has {len(g['params'])} parameters, "
+                                 f"this optimizer {len(m['params'])}")
+        if g.get("param_names") and m.get("param_names") and list(g["param_names"]) != list(m["param_names"]):
+            diff = next(f"'{a}' vs '{b}'" for a, b in zip(g["param_names"], m["param_names"]) if a != b)
+            raise StateDictError(f"param group {gi}: parameter names differ ({diff})")
+        hyper = {k: g[k] for k in prog.hyperparams if k in g}
+        try:
+            prog.validate_hyperparams(hyper, f"param group {gi} of the checkpoint: ")
+        except (TypeError, ValueError) as e:
+            raise StateDictError(str(e)) from None
+        by_index.update(zip(g["params"], m["params"]))
+    for idx, st in sd["state"].items():
+        if idx not in by_index:
+            raise StateDictError(f"state for parameter index {idx}, which no param group lists")
+        _validate_param_state(plan, param_groups, by_index[idx], st)
+
+def _validate_param_state(plan: Plan, param_groups: list[dict[str, Any]], p: torch.Tensor, st: Any) -> None:
+    name = plan.labels[p]
+    if not isinstance(st, dict):
+        raise StateDictError(f"state of parameter {name} is not a dict")
+    rule = plan.routes[p]
+    gi = next(i for i, g in enumerate(param_groups) if any(q is p for q in g["params"]))
+    hypers = {k: param_groups[gi][k] for k in plan.program.hyperparams}
+    layout = layout_of(rule)
+    specs = discover_states(rule, BucketMeta.of_param(rule, p), plan.program.hyperparams, hypers, plan.rule_group(rule))
+    want = {s.name: (tuple(p.shape) if layout is Layout.FLAT else s.shape[1:]) for s in specs}
+    dtypes = {s.name: s.dtype for s in specs}
+    have = set(st) - {"step"}
+    if "step" not in st:
+        raise StateDictError(f"state of parameter {name} has no 'step'")
+    step = st["step"]
+    if not (isinstance(step, (int, float)) or (isinstance(step, torch.Tensor) and step.numel() == 1)) \
+            or float(step) < 0 or float(step) != int(float(step)):
+        raise StateDictError(f"state of parameter {name}: 'step' must be a non-negative whole number, got {step!r}")
+    if have != set(want):
+        missing, extra = sorted(set(want) - have), sorted(have - set(want))
+        raise StateDictError(f"state of parameter {name} (rule '{rule.label}') does not match the spec: "
+                             + "; ".join(x for x in (f"missing {missing}" if missing else "",
+                                                     f"unexpected {extra}" if extra else "") if x))
+    for key, shape in want.items():
+        t = st[key]
+        if not isinstance(t, torch.Tensor):
+            raise StateDictError(f"state '{key}' of parameter {name} is not a tensor")
+        if tuple(t.shape) != shape:
+            raise StateDictError(f"state '{key}' of parameter {name} has shape {tuple(t.shape)}, expected {shape}")
+        if t.is_floating_point() != dtypes[key].is_floating_point or \
+                (not t.is_floating_point() and t.dtype != dtypes[key]):
+            expected = "floating point" if dtypes[key].is_floating_point else str(dtypes[key])
+            raise StateDictError(f"state '{key}' of parameter {name} has dtype {t.dtype}, expected {expected}")

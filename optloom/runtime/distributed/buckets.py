@@ -19,7 +19,8 @@ import torch
 
 from ..buckets import Bucket
 from .comm import Piece, row_ranges
-from ...lowering.lower import BucketMeta, StateSpec, discover_states
+from ...lowering.layout import Layout
+from ...lowering.states import BucketMeta, StateSpec, discover_states
 
 try:  # torch >= 2.4
     from torch.distributed.tensor import DTensor, Replicate, Shard
@@ -47,7 +48,7 @@ class ShardedBucket(Bucket):
     written: list[torch.Tensor] | None = None  # stacked: this rank's rows as the last step wrote them
 
     def __post_init__(self) -> None:
-        if self.layout == "stacked" and not self.owners:
+        if self.layout is Layout.STACKED and not self.owners:
             # start where the bucket's first matrix sits among the rule's parameters: buckets of
             # one matrix each (or of alternating ids) then spread over the ranks too
             first = self.rule_group.index(self.ids[0]) if self.ids[0] in self.rule_group else self.ids[0]
@@ -78,9 +79,9 @@ class ShardedBucket(Bucket):
     @cached_property
     def meta(self) -> BucketMeta:  # type: ignore[override]
         p = self.params[0]
-        if self.layout == "flat":
-            return BucketMeta("flat", (sum(q.to_local().numel() for q in self.params),), p.dtype, p.device)
-        return BucketMeta("stacked", (len(self.owned), *p.shape), p.dtype, p.device)
+        if self.layout is Layout.FLAT:
+            return BucketMeta(Layout.FLAT, (sum(q.to_local().numel() for q in self.params),), p.dtype, p.device)
+        return BucketMeta(Layout.STACKED, (len(self.owned), *p.shape), p.dtype, p.device)
 
     def pieces(self) -> list[Piece]:
         """Each member as rows over the ranks (stacked), for the exchanges."""
@@ -88,12 +89,10 @@ class ShardedBucket(Bucket):
         ranges = row_ranges(p.shape[0], self.world)
         return [Piece(o, ranges, tuple(p.shape[1:]), p.dtype) for o in self.owners]
 
-    def owned_ids(self) -> torch.Tensor:
-        t = getattr(self, "_owned_ids_t", None)
-        if t is None:
-            t = self._owned_ids_t = torch.tensor([self.ids[i] for i in self.owned], dtype=torch.int64,
-                                                 device=self.params[0].device)
-        return t
+    @cached_property
+    def owned_ids_tensor(self) -> torch.Tensor:
+        """Ids of the members this rank computes (the matrix graph's ``ids`` input)."""
+        return torch.tensor([self.ids[i] for i in self.owned], dtype=torch.int64, device=self.params[0].device)
 
     # DTensor data is never re-pointed: parameters are gathered and written back around the graph
     def own_params(self) -> None:
@@ -103,12 +102,13 @@ class ShardedBucket(Bucket):
         return False
 
     # ---- state -----------------------------------------------------------------------------------
-    def materialize(self, hypers: dict[str, Any], adopted: list[dict[str, torch.Tensor]]) -> None:
-        if self.layout == "flat":
-            return super().materialize(hypers, adopted)
+    def materialize(self, declared: dict[str, Any], hypers: dict[str, Any],
+                    adopted: list[dict[str, torch.Tensor]]) -> None:
+        if self.layout is Layout.FLAT:
+            return super().materialize(declared, hypers, adopted)
         p = self.params[0]
-        one = BucketMeta("stacked", (1, *p.shape), p.dtype, p.device)
-        self.member_specs = discover_states(self.rule, one, hypers, self.rule_group)
+        one = BucketMeta(Layout.STACKED, (1, *p.shape), p.dtype, p.device)
+        self.member_specs = discover_states(self.rule, one, declared, hypers, self.rule_group)
         n = len(self.owned)
         self.specs = []
         for s in self.member_specs:
@@ -126,14 +126,14 @@ class ShardedBucket(Bucket):
                     raise ValueError(f"state '{s.name}' has shape {tuple(buf.shape[1:])} per matrix, "
                                      f"expected {spec.shape[1:]}")
             elif n:
-                buf = spec.allocate("stacked", p.device, self.owned_ids(), self.step)
+                buf = spec.allocate(Layout.STACKED, p.device, self.owned_ids_tensor, self.step)
             else:
                 buf = torch.empty(spec.shape, dtype=s.dtype, device=p.device)
             self.states[s.name] = buf.contiguous()
 
     def state_views(self, buf: torch.Tensor, spec: Any) -> list[torch.Tensor]:
         views = super().state_views(buf, spec)
-        if self.layout == "flat":
+        if self.layout is Layout.FLAT:
             return [DTensor.from_local(v, p.device_mesh, [Shard(0)], run_check=False, shape=p.shape, stride=p.stride())
                     for v, p in zip(views, self.params)]
         pos = {i: k for k, i in enumerate(self.owned)}
@@ -142,7 +142,7 @@ class ShardedBucket(Bucket):
 
     def split(self, keep: list[bool]) -> tuple["ShardedBucket", "ShardedBucket"]:
         """As :meth:`Bucket.split`; stacked members keep their owners, so no state moves."""
-        if self.layout == "flat":
+        if self.layout is Layout.FLAT:
             return super().split(keep)  # type: ignore[return-value]
         pos = {i: k for k, i in enumerate(self.owned)}
         parts = []
@@ -170,12 +170,12 @@ class ShardedBucket(Bucket):
         return t
 
     def gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        if self.layout == "flat":
+        if self.layout is Layout.FLAT:
             return super().gather([self._plain(i, t) for i, t in enumerate(tensors)])
         return super().gather(tensors)
 
     def members(self, buf: torch.Tensor) -> list[torch.Tensor]:
-        if self.layout != "flat":
+        if self.layout is not Layout.FLAT:
             return list(buf.unbind(0))
         out, off = [], 0
         for p in self.params:
@@ -198,7 +198,7 @@ class ShardedBucket(Bucket):
         """Copy the new local rows into each ``p.to_local()``: the flat graph's buffer, or the
         rows the owners sent back (stacked)."""
         locs = [p.to_local() for p in self.params]
-        torch._foreach_copy_(locs, self.members(rows) if self.layout == "flat" else list(rows))
+        torch._foreach_copy_(locs, self.members(rows) if self.layout is Layout.FLAT else list(rows))
 
 
 def _rows(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ...errors import DistributedStepError, NonFiniteGradientError
+from ...lowering.layout import Layout
 from ..buckets import Bucket
+from ..strategy import StepHost
 from .buckets import ShardedBucket, is_sharded
 from .comm import CommStats, Piece, from_owners, row_ranges, to_owners, vote
 
@@ -38,14 +41,6 @@ try:  # torch >= 2.4
 except ImportError:  # pragma: no cover
     DTensor = ()  # type: ignore[assignment,misc]
 
-__all__ = ["DistributedStepError", "ShardedBucket", "check_param", "init_state", "is_sharded",
-           "replicated", "step"]
-
-
-class DistributedStepError(RuntimeError):
-    """A rank failed during a distributed step; no rank applied any part of it."""
-
-
 def check_param(p: torch.Tensor, name: str) -> None:
     """Only what FSDP2 produces on a 1-D mesh is supported: ``placements == (Shard(0),)``."""
     mesh = p.device_mesh
@@ -53,6 +48,124 @@ def check_param(p: torch.Tensor, name: str) -> None:
         raise NotImplementedError(f"parameter {name}: optloom runs DTensor parameters sharded on dim 0 of a 1-D "
                                   f"mesh (FSDP2 fully_shard); got placements {tuple(p.placements)} on a "
                                   f"{mesh.ndim}-D mesh (HSDP/tensor parallelism are not supported yet)")
+
+
+class DistributedStep:
+    """The transactional step over ranks (see the module docstring). ``group``: the process group
+    (default: the mesh of the first sharded parameter, or the whole world for :func:`replicated`)."""
+
+    sharded = True
+
+    def __init__(self, group: Any = None):
+        self.group = group
+        self.comm_stats: dict[str, int] = {}
+        self._hooked: set[int] = set()
+
+    def after_plan(self, host: StepHost) -> None:
+        buckets = host.plan.buckets
+        if any(isinstance(b, ShardedBucket) for b in buckets):
+            self._process_group(buckets)
+            self._attach(host)
+            prune(host, buckets)
+
+    def step(self, host: StepHost, work: list[Bucket]) -> bool:
+        """One transactional step over ``work`` (every rank calls it with the same buckets)."""
+        plan, ex = host.plan, host.executor
+        group = self._process_group(work)
+        self._attach(host)
+        prune(host, plan.buckets)
+        stacked = _stacked(work)
+        is_stacked = {id(b) for b in stacked}
+        # buckets this rank runs a graph for: all but the matrix buckets it owns no member of
+        mine = [b for b in work if not (id(b) in is_stacked and not b.owned)]  # type: ignore[attr-defined]
+        hypers = {id(b): plan.hypers(b.group) for b in work}
+        stats = CommStats(dist.get_world_size(group))
+        failed: BaseException | None = None
+        nonfinite, stale = 0, True
+        try:  # phase 1: local preparation (anything here may raise on one rank only)
+            _check_supported(work)
+            for b in mine:
+                ex.prepare(b, hypers[id(b)])
+            grads = {id(b): [host.grad_of(p) for p in b.params] for b in work}
+            local = {id(b): (b.local(grads[id(b)]) if isinstance(b, ShardedBucket) else grads[id(b)]) for b in work}
+            if host.nonfinite != "ignore":
+                nonempty = [g for gs in local.values() for g in gs if g.numel()]  # a rank may hold 0 rows
+                nonfinite = int(bool(nonempty) and not ex.all_finite(nonempty))
+            stale = not all(b.unchanged() for b in stacked)
+            runtime = {id(b): ex.runtime_inputs(b, hypers[id(b)]) for b in mine}
+        except Exception as e:  # noqa: BLE001 - reported to every rank below
+            failed = e
+        any_failed, flags, msgs = vote(failed, nonfinite | (2 if failed is None and stale else 0), group)
+        nonfinite, stale = flags & 1, bool(flags & 2)
+        if any_failed:
+            raise DistributedStepError("distributed step failed before any communication; nothing was changed. "
+                                       + "; ".join(msgs)) from failed
+        if nonfinite:
+            if host.nonfinite == "skip":
+                return False
+            raise NonFiniteGradientError("non-finite gradient (NaN or Inf) on some rank; no parameter or state "
+                                         "was changed. Pass nonfinite='skip' to skip such steps and count them")
+        # phase 2: each owner receives the rows of its matrices (gradients; parameters when stale)
+        full_g, full_p = _gather_to_owners(stacked, local, stale, group, stats)
+        inputs = []
+        for b in mine:
+            if id(b) in is_stacked:
+                param, grad, ids = full_p[id(b)], full_g[id(b)], b.owned_ids_tensor
+            elif isinstance(b, ShardedBucket):  # flat: local rows
+                param, grad, ids = b.gather(b.local([p.detach() for p in b.params])), b.gather_grads(local[id(b)]), b.ids_tensor
+            else:  # parameters that are not DTensors: replicated, every rank the same update
+                param, grad, ids = b.gather([p.detach() for p in b.params]), b.gather_grads(local[id(b)]), b.ids_tensor
+            if b.layout is Layout.FLAT and len(b.params) == 1:
+                param = param.clone()  # the gather of one flat member is a view: copy
+            states = [b.states[s.name].clone() for s in b.specs]
+            inputs.append(b.graph.signature.pack(param, grad, b.step + 1, ids, states, runtime[id(b)]))  # type: ignore[union-attr]
+        failed = None
+        try:  # phase 3: compute into copies (the matrix buckets' into their replicas)
+            probed = [(b, a) for b, a in zip(mine, inputs) if b.rule.reductions]
+            if probed:  # group reductions of replicated parameters: as on one process
+                ex.reduce_groups([b for b, _ in probed], [a for _, a in probed], [hypers[id(b)] for b, _ in probed])
+            ex.run(mine, inputs)
+        except Exception as e:  # noqa: BLE001
+            failed = e
+        any_failed, _, msgs = vote(failed, 0, group)
+        if any_failed:
+            for b in stacked:  # graphs may have written into the replicas: gather them again next step
+                b.replica = None
+            raise DistributedStepError("distributed step failed on " + "; ".join(msgs)
+                                       + "; no rank applied any part of the step") from failed
+        # phase 4: every rank receives its rows of the new matrices, then commits (local copies)
+        rows = _scatter_from_owners(stacked, full_p, group, stats)
+        for b, args in zip(mine, inputs):
+            for s, new in zip(b.specs, b.graph.signature.state_inputs(args)):  # type: ignore[union-attr]
+                b.states[s.name].copy_(new)
+            if isinstance(b, ShardedBucket) and b.layout is Layout.FLAT:
+                b.write_back(args[0])
+            elif not isinstance(b, ShardedBucket):
+                torch._foreach_copy_([p.detach() for p in b.params], b.members(args[0]))
+        for b in work:
+            b.step.add_(1)
+            b.host_step += 1
+        for b in stacked:
+            b.write_back(rows[id(b)])
+            b.written, b.replica = rows[id(b)], full_p[id(b)]
+            for o in b.owners:
+                stats.matrices[o] += 1
+        self.comm_stats = stats.as_dict()
+        return True
+
+    def _process_group(self, work: list[Bucket]) -> Any:
+        """The mesh's group of the first sharded parameter (its process group), found once."""
+        if self.group is None:
+            sharded = [p for b in work for p in b.params if is_sharded(p)]
+            self.group = next((b.pg for b in work if isinstance(b, ShardedBucket)), None) or \
+                (sharded[0].device_mesh.get_group() if sharded else dist.group.WORLD)
+        return self.group
+
+    def _attach(self, host: Any) -> None:
+        """Matrix-rule state in ``state_dict()`` as DTensors (a post hook, once per optimizer)."""
+        if id(host) not in self._hooked:
+            host.register_state_dict_post_hook(lambda opt, sd: _state_dict_hook(opt, sd, self.group))
+            self._hooked.add(id(host))
 
 
 def replicated(opt: Any, group: Any = None) -> Any:
@@ -64,115 +177,21 @@ def replicated(opt: Any, group: Any = None) -> Any:
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("replicated(opt) needs an initialized process group: call "
                            "torch.distributed.init_process_group first")
-    opt._sharded = True  # the step runs in distributed.step
-    opt._dist_group = group if group is not None else dist.group.WORLD
+    opt.use_strategy(DistributedStep(group if group is not None else dist.group.WORLD))
     return opt
 
 
-def _group(opt: Any, work: list[Bucket]) -> Any:
-    g = next((b.pg for b in work if isinstance(b, ShardedBucket)), None) or getattr(opt, "_dist_group", None)
-    if g is None:
-        g = next(p.device_mesh.get_group() for grp in opt.param_groups for p in grp["params"] if is_sharded(p))
-    opt._dist_group = g
-    return g
-
-
 def _stacked(work: list[Bucket]) -> list[ShardedBucket]:
-    return [b for b in work if isinstance(b, ShardedBucket) and b.layout == "stacked"]
+    return [b for b in work if isinstance(b, ShardedBucket) and b.layout is Layout.STACKED]
 
 
-def prune(opt: Any, buckets: list[Bucket]) -> None:
+def prune(host: Any, buckets: list[Bucket]) -> None:
     """Drop, from ``optimizer.state``, the matrix-rule state of members another rank owns."""
     for b in _stacked(buckets):
-        for i, p in enumerate(b.params):
-            st = opt.state.get(p)
+        for p in b.params:
+            st = host.state.get(p)
             if st and any(v is None for v in st.values()):
-                opt.state[p] = {k: v for k, v in st.items() if v is not None}
-
-
-def step(opt: Any, work: list[Bucket]) -> None:
-    """One transactional step over ``work`` (every rank calls it with the same buckets)."""
-    group = _group(opt, work)
-    _attach(opt)
-    prune(opt, opt._buckets or [])
-    stacked = _stacked(work)
-    is_stacked = {id(b) for b in stacked}
-    # buckets this rank runs a graph for: all but the matrix buckets it owns no member of
-    mine = [b for b in work if not (id(b) in is_stacked and not b.owned)]  # type: ignore[attr-defined]
-    stats = CommStats(dist.get_world_size(group))
-    failed: BaseException | None = None
-    nonfinite, stale = 0, True
-    try:  # phase 1: local preparation (anything here may raise on one rank only)
-        _check_supported(work)
-        for b in mine:
-            opt._ensure_graph(b)
-        grads = {id(b): [opt._grad(p) for p in b.params] for b in work}
-        local = {id(b): (b.local(grads[id(b)]) if isinstance(b, ShardedBucket) else grads[id(b)]) for b in work}
-        if opt.nonfinite != "ignore":
-            nonempty = [g for gs in local.values() for g in gs if g.numel()]  # a rank may hold 0 rows
-            nonfinite = int(bool(nonempty) and not opt._all_finite(nonempty))
-        stale = not all(b.unchanged() for b in stacked)
-        runtime = {id(b): opt._runtime(b) for b in mine}
-    except Exception as e:  # noqa: BLE001 - reported to every rank below
-        failed = e
-    any_failed, flags, msgs = vote(failed, nonfinite | (2 if failed is None and stale else 0), group)
-    nonfinite, stale = flags & 1, bool(flags & 2)
-    if any_failed:
-        raise DistributedStepError("distributed step failed before any communication; nothing was changed. "
-                                   + "; ".join(msgs)) from failed
-    if nonfinite:
-        if opt.nonfinite == "skip":
-            opt.skipped_steps += 1
-            return
-        from ..optimizer import NonFiniteGradientError
-        raise NonFiniteGradientError("non-finite gradient (NaN or Inf) on some rank; no parameter or state "
-                                     "was changed. Pass nonfinite='skip' to skip such steps and count them")
-    # phase 2: each owner receives the rows of its matrices (gradients; parameters when stale)
-    full_g, full_p = _gather_to_owners(stacked, local, stale, group, stats)
-    inputs = []
-    for b in mine:
-        if id(b) in is_stacked:
-            param, grad, ids = full_p[id(b)], full_g[id(b)], b.owned_ids()
-        elif isinstance(b, ShardedBucket):  # flat: local rows
-            param, grad, ids = b.gather(b.local([p.detach() for p in b.params])), b.gather_grads(local[id(b)]), opt._id_tensor(b)
-        else:  # parameters that are not DTensors: replicated, every rank the same update
-            param, grad, ids = b.gather([p.detach() for p in b.params]), b.gather_grads(local[id(b)]), opt._id_tensor(b)
-        if b.layout == "flat" and len(b.params) == 1:
-            param = param.clone()  # the gather of one flat member is a view: copy
-        states = [b.states[s.name].clone() for s in b.specs]
-        inputs.append([param, grad, b.step + 1, ids, *states, *runtime[id(b)]])
-    failed = None
-    try:  # phase 3: compute into copies (the matrix buckets' into their replicas)
-        probed = [(b, a) for b, a in zip(mine, inputs) if getattr(b, "probe_fn", None) is not None]
-        if probed:  # group reductions of replicated parameters: as on one process
-            opt._reduce_groups([b for b, _ in probed], [a for _, a in probed])
-        opt._runner.run(mine, inputs)
-    except Exception as e:  # noqa: BLE001
-        failed = e
-    any_failed, _, msgs = vote(failed, 0, group)
-    if any_failed:
-        for b in stacked:  # graphs may have written into the replicas: gather them again next step
-            b.replica = None
-        raise DistributedStepError("distributed step failed on " + "; ".join(msgs)
-                                   + "; no rank applied any part of the step") from failed
-    # phase 4: every rank receives its rows of the new matrices, then commits (local copies)
-    rows = _scatter_from_owners(stacked, full_p, group, stats, opt)
-    for b, args in zip(mine, inputs):
-        for s, new in zip(b.specs, args[4: 4 + len(b.specs)]):
-            b.states[s.name].copy_(new)
-        if isinstance(b, ShardedBucket) and b.layout == "flat":
-            b.write_back(args[0])
-        elif not isinstance(b, ShardedBucket):
-            torch._foreach_copy_([p.detach() for p in b.params], b.members(args[0]))
-    for b in work:
-        b.step.add_(1)
-        b.host_step += 1
-    for b in stacked:
-        b.write_back(rows[id(b)])
-        b.written, b.replica = rows[id(b)], full_p[id(b)]
-        for o in b.owners:
-            stats.matrices[o] += 1
-    opt.comm_stats = stats.as_dict()
+                host.state[p] = {k: v for k, v in st.items() if v is not None}
 
 
 def _check_supported(work: list[Bucket]) -> None:
@@ -217,7 +236,7 @@ def _min_moved(pc: Piece) -> int:
 
 
 def _scatter_from_owners(stacked: list[ShardedBucket], full_p: dict[int, torch.Tensor], group: Any,
-                         stats: CommStats, opt: Any) -> dict[int, list[torch.Tensor]]:
+                         stats: CommStats) -> dict[int, list[torch.Tensor]]:
     """This rank's rows of every matrix, from the owners' new parameters."""
     pieces: list[Piece] = []
     full: list[torch.Tensor | None] = []
@@ -237,16 +256,10 @@ def _scatter_from_owners(stacked: list[ShardedBucket], full_p: dict[int, torch.T
 
 
 # ---- state_dict and checkpoints ------------------------------------------------------------------
-def _attach(opt: Any) -> None:
-    if not getattr(opt, "_dist_hooked", False):
-        opt.register_state_dict_post_hook(_state_dict_hook)
-        opt._dist_hooked = True
-
-
-def _state_dict_hook(opt: Any, sd: dict[str, Any]) -> dict[str, Any]:
+def _state_dict_hook(opt: Any, sd: dict[str, Any], group: Any) -> dict[str, Any]:
     """Matrix-rule state as ``Shard(0)`` DTensors (``Replicate()`` for per-matrix scalars),
     scattered from the owners in one all-to-all per dtype: every rank calls ``state_dict()``."""
-    stacked = _stacked(opt._buckets or [])
+    stacked = _stacked(opt.buckets())
     if not stacked:
         return sd
     index = {id(p): i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
@@ -260,7 +273,7 @@ def _state_dict_hook(opt: Any, sd: dict[str, Any]) -> dict[str, Any]:
                 pieces.append(Piece(o, ranges, tuple(shape[1:]), s.dtype))
                 full.append(b.states[s.name][pos[i]].reshape(-1, *shape[1:]) if i in pos else None)
                 where.append((b, i, s.name, shape))
-    got = from_owners(pieces, full, opt._dist_group, CommStats(stacked[0].world), stacked[0].params[0].device)
+    got = from_owners(pieces, full, group, CommStats(stacked[0].world), stacked[0].params[0].device)
     states = sd["state"]
     for (b, i, name, shape), rows in zip(where, got):
         p = b.params[i]
@@ -290,20 +303,4 @@ def init_state(opt: Any) -> None:
     opt.load_state_dict(sd)``. (torch's ``get_optimizer_state_dict`` instead steps once with zero
     gradients and ``lr = 0``, which would apply weight decay and the spec's other learning rates.)
     Works for sharded and unsharded optimizers alike (collective when sharded: every rank calls it)."""
-    from collections import defaultdict
-
-    from ..buckets import bucket_key
-
-    buckets = list(opt._buckets or [])
-    covered = {id(p) for b in buckets for p in b.params}
-    fresh: dict[tuple, list[torch.Tensor]] = defaultdict(list)
-    for gi, group in enumerate(opt.param_groups):
-        for p in group["params"]:
-            if id(p) not in covered:
-                st = opt.state.get(p, {})
-                fresh[bucket_key(opt._routes[p], gi, p, float(st["step"]) if "step" in st else 0.0)].append(p)
-    opt._buckets = buckets + [opt._new_bucket(key[0], ps, key[-1]) for key, ps in fresh.items()]
-    if any(isinstance(b, ShardedBucket) for b in opt._buckets):
-        _group(opt, opt._buckets)
-        _attach(opt)
-        prune(opt, opt._buckets)
+    opt.init_state()

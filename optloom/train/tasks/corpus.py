@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import TaskError
+from .registry import TaskError
 
 EXCLUDE_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
 VAL_EVERY_NTH_FILE = 10

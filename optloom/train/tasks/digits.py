@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import Task, TaskError, register_task
+from .registry import Task, TaskError, register_task
 
 
 class DigitsNet(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import Task, register_task
+from .registry import Task, register_task
 
 
 @register_task
