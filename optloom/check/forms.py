@@ -20,9 +20,9 @@ from .interface import Checker, Env
 FormHandler = Callable[[Checker, A.Call, Env, str | None], ir.Node]  # (checker, call, env, bind name)
 StatementHandler = Callable[[Checker, Any, Env, dict[str, Any]], None]  # (checker, stmt, env, lets)
 
-STATE_DTYPES = {"float32": "float32", "f32": "float32", "float64": "float64", "f64": "float64",
+_STATE_DTYPES = {"float32": "float32", "f32": "float32", "float64": "float64", "f64": "float64",
                 "bfloat16": "bfloat16", "bf16": "bfloat16"}
-PERIOD = Arg("T", Annotated[int, Field(ge=1)], 1, True, "int")  # validates every/restart periods
+_PERIOD = Arg("T", Annotated[int, Field(ge=1)], 1, True, "int")  # validates every/restart periods
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ def declare_state(ck: Checker, stmt: A.StateDecl, env: Env, lets: dict[str, Any]
 def _state_ref(ck: Checker, stmt: A.StateDecl, env: Env) -> ir.StateRef:
     dtype = None
     if stmt.dtype is not None:
-        dtype = STATE_DTYPES.get(stmt.dtype)
+        dtype = _STATE_DTYPES.get(stmt.dtype)
         if dtype is None:
             ck.rep.error(f"unknown state dtype '{stmt.dtype}'", stmt.span,
-                         did_you_mean(stmt.dtype, list(STATE_DTYPES)) or f"use one of {', '.join(STATE_DTYPES)}")
+                         did_you_mean(stmt.dtype, list(_STATE_DTYPES)) or f"use one of {', '.join(_STATE_DTYPES)}")
             raise Abort
     init = stmt.init
     if isinstance(init, A.Num | A.UnaryOp):
@@ -200,12 +200,12 @@ def _period(ck: Checker, e: A.Expr, form: str, env: Env) -> ir.Node:
                      "periods are compile-time constants: declare `T: int = 100`")
         raise Abort
     try:
-        PERIOD.validate(value)
+        _PERIOD.validate(value)
     except ValueError as err:
         via = f" (hyperparameter '{hyper_names[0]}' defaults to {value!r})" if hyper_names else ""
         ck.rep.error(f"{form}(T, ...): T {str(err).split(' ', 2)[2]}{via}", e.span, "T counts steps: T >= 1")
         raise Abort from None
     if isinstance(t, ir.Hyper):
-        ck.constraints.append(ir.Constraint(t.name, form, PERIOD, e.span))
+        ck.constraints.append(ir.Constraint(t.name, form, _PERIOD, e.span))
     ck.periods.append(t)
     return t
