@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal
 
 from ..lang import ast as A
 from ..lang.diagnostics import NO_SPAN, Span
+from ..lang.printer import print_expr
 from ..primitives.registry import Primitive
 
 Kind = Literal["tensor", "scalar", "runtime", "structural", "const"]
@@ -74,7 +75,7 @@ class Call(Node):
     label: str | None = None
     guard: Node | None = None  # inside gate(mask, ...): state and parameter writes kept where mask holds
     restart: Node | None = None  # inside restart(T, ...): T; its state starts afresh every T steps
-    reduction: int | None = None  # a group reduction: its index among the rule's reductions
+    reduction: int | None = None  # a group reduction: its index among the rule's reductions (see check.finish)
 
     def children(self) -> list[Node]:
         return [*self.inputs, *self.args.values(), *([self.guard] if self.guard is not None else [])]
@@ -212,8 +213,6 @@ class RuleIR:
 
     @property
     def selector_text(self) -> str:
-        from ..lang.printer import print_expr
-
         return "*" if self.selector is None else print_expr(self.selector)
 
 
