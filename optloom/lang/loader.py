@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast as A
-from .diagnostics import Reporter, Span, SpecError
+from .diagnostics import Diagnostic, Reporter, Span, SpecError
 from .parser import parse
 
 SHIPPED = Path(__file__).resolve().parent.parent / "specs"
@@ -72,9 +72,7 @@ def resolve_spec(spec: str) -> tuple[str, str]:
     return spec, "<spec>"
 
 
-def _diag(msg: str, file: str, hint: str | None = None):
-    from .diagnostics import Diagnostic
-
+def _diag(msg: str, file: str, hint: str | None = None) -> Diagnostic:
     return Diagnostic("error", msg, Span(file=file), hint)
 
 
