@@ -1,6 +1,6 @@
-"""optloom's newton_schulz against SVD (algorithms.md §0.1, §16.3): on X = U diag(σ) Vᵀ with a
-known spectrum the output is U diag(p(σ)) Vᵀ, with p the composed scalar polynomials — so the
-singular vectors are X's and the singular values land in the ranges §0.1 states."""
+"""optloom's newton_schulz against SVD (docs/derivations.md, "Newton-Schulz"): on X = U diag(σ) Vᵀ
+with a known spectrum the output is U diag(p(σ)) Vᵀ, with p the composed scalar polynomials — so
+the singular vectors are X's and the singular values land in the ranges the presets promise."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch
 
 from optloom.primitives import lookup
 from optloom.primitives.context import Ctx
-from optloom.primitives.orthogonalize import ns_schedule
+from optloom.primitives.ns_coefficients import ns_schedule
 
 
 def _known(m: int, n: int, sigma: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -48,7 +48,7 @@ def test_singular_vectors_and_values_match_svd(coeffs, shape):
 
 @pytest.mark.parametrize("coeffs, low, lo, hi", [("muon", 1e-2, 0.68, 1.13), ("polar_express", 1e-3, 0.85, 1.14)])
 def test_presets_keep_singular_values_in_the_stated_ranges(coeffs, low, lo, hi):
-    """§0.1: after Frobenius pre-normalization, muon maps σ ∈ [1e-2, 1] into ≈[0.68, 1.13] and
+    """After Frobenius pre-normalization, muon maps σ ∈ [1e-2, 1] into ≈[0.68, 1.13] and
     polar_express (1.02 safety) maps [1e-3, 1] into ≈[0.85, 1.14]. The test above shows the
     primitive's output is exactly U p(σ) Vᵀ, so checking the composed map p on a log grid of
     normalized singular values covers every matrix whose spectrum lies in that interval."""

@@ -9,9 +9,9 @@ import torch
 
 from optloom.check.program import check_source
 from optloom.primitives import Ctx, lookup
-from optloom.primitives.ns_variants import polar_express_coeffs
-from optloom.primitives.orthogonalize import NS_PRESETS
-from optloom.primitives.subspace import frame_back, hash_key, hash_stream, py_hash_stream
+from optloom.primitives.ns_coefficients import NS_PRESETS, polar_express_coeffs
+from optloom.primitives.rotation import frame_back
+from optloom.primitives.streams import hash_key, hash_stream, py_hash_stream
 
 SHAPES = [(12, 8), (8, 12), (10, 10)]  # tall, wide, square
 B = 3
@@ -99,11 +99,12 @@ def test_polar_oracles(shape):
     X2, _, _ = known(m, n, torch.logspace(0, -2, k, dtype=F64), seed=2)
     X2 = X2.float()
     assert rel(call("polar", X2, method="qdwh").double(), call("polar", X2.double(), method="svd")) < 1e-4
-    # nuclear norm: Σσ exactly, and ⟨X, polar(X)⟩ = Σσ for the exact factor (§16.5)
+    # nuclear norm: Σσ exactly, and ⟨X, polar(X)⟩ = Σσ for the exact factor (docs/derivations.md)
     assert abs(float(call("nuclear_norm", X)) - float(sv.sum())) < 1e-12 * float(sv.sum())
     assert abs(float((X * call("polar", X, method="qdwh")).sum()) - float(sv.sum())) < 1e-10 * float(sv.sum())
     # NS-based methods only approximate: with σ ∈ [1e-2, 1]·σ_max, Polar Express keeps singular
-    # values in ≈[0.85, 1.14] (§0.1); test its declared range on a moderate spectrum
+    # values in ≈[0.85, 1.14] (docs/derivations.md, "Newton-Schulz"); test its declared range on
+    # a moderate spectrum
     Xm, _, _ = known(m, n, torch.logspace(0, -2, k, dtype=F64), seed=1)
     s = torch.linalg.svdvals(call("polar", Xm, method="polar_express"))
     assert 0.8 < float(s.min()) and float(s.max()) < 1.2
@@ -126,7 +127,7 @@ def test_clip_spectral_vs_svd_formula(ratio, shape):
     print(f"σmax/c={ratio}: float64 10 it {e10:.1e}, 20 it {e20:.1e}; float32 10 it {e32:.1e}")
     # Bound: the smallest eigenvalue λ ≈ c²/s of Â grows ≈ 9/4 per step, then converges
     # quadratically: 10 steps reach float64 accuracy for λ ≥ ~1e-2 (σmax/c ≤ 10); at σmax/c = 100
-    # λ ≈ 1e-4 needs ≈ 15 steps, so 10 steps leave an O(0.1) error (the hazard §16.4 names).
+    # λ ≈ 1e-4 needs ≈ 15 steps, so 10 steps leave an O(0.1) error.
     assert e20 < 1e-10
     if ratio <= 10:
         assert e10 < 1e-9
@@ -302,7 +303,8 @@ def test_polar_express_generator_reproduces_published_table():
     table = NS_PRESETS["polar_express"][0]
     for got, want in zip(polar_express_coeffs(5, l0=1e-3, safety=0.02, cushion=0.02), table, strict=True):
         assert max(abs(a - b) for a, b in zip(got, want)) < 1e-6
-    # algorithms.md §15.1: K = 10, ε_s = 0.01 starts at (8.237312, −23.157747, 16.680568)
+    # the paper's recipe (NoahAmsel/PolarExpress polar_express.py) with K = 10, ε_s = 0.01 starts
+    # at (8.237312, −23.157747, 16.680568)
     first = polar_express_coeffs(10, safety=0.01)[0]
     assert max(abs(a - b) for a, b in zip(first, (8.237312, -23.157747, 16.680568))) < 1e-6
 
@@ -337,7 +339,8 @@ def test_rotate_properties(shape):
     st: dict = {}
     aro_update(M, "sinkhorn", st)
     assert torch.allclose(st["rotation"].mT @ st["rotation"], torch.eye(k).expand(B, k, k), atol=1e-5)
-    # invariance to column sign flips of the previous rotation (§2.2)
+    # invariance to column sign flips of the previous rotation (docs/derivations.md, "ARO on tall
+    # matrices": the base maps commute with row sign flips)
     R0 = torch.linalg.qr(torch.randn(B, k, k, generator=g))[0]
     D = torch.where(torch.rand(B, 1, k, generator=g) < 0.5, -1.0, 1.0)
     for policy in ("sinkhorn", "row_normalize", "sign"):
@@ -354,7 +357,8 @@ def test_rotate_properties(shape):
 
 @pytest.mark.parametrize("shape", [(80, 48), (48, 80), (64, 64)])
 def test_rotate_well_posed_on_tall_matrices(shape):
-    """§2.2 hazard: a 1e-6 relative perturbation must not move the update direction."""
+    """ARO's tall-matrix hazard (docs/derivations.md, "ARO on tall matrices"): a 1e-6 relative
+    perturbation must not move the update direction."""
     g = torch.Generator().manual_seed(16)
     M = torch.randn(1, *shape, generator=g)
     P = M + 1e-6 * M.norm() / math.sqrt(M.numel()) * torch.randn(1, *shape, generator=g)

@@ -1,10 +1,14 @@
-"""``docs/primitives.md`` is generated from the registry; this fails when it is stale."""
+"""``docs/primitives.md`` is generated from the registry; this fails when it is stale. The
+examples it shows are checked as spec code."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from optloom.check.program import check_source
 from optloom.primitives import all_primitives
-from optloom.primitives.docs import main, primitive_info, range_text, render_markdown
+from optloom.primitives.docs import example_text, main, primitive_info, range_text, render_markdown
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "primitives.md"
 REGEN = "python -m optloom.primitives.docs > docs/primitives.md"
@@ -29,8 +33,18 @@ def test_every_primitive_is_documented_with_its_declaration():
         first_doc_line = p.doc.strip().splitlines()[0] if p.doc else ""
         assert first_doc_line in text
         for e in p.examples:
-            assert f"`grad |> {e}`" in text
+            assert f"`{example_text(p, e)}`" in text
     assert f"## {all_primitives()[0].family}\n" in text
+
+
+@pytest.mark.parametrize("prim", all_primitives(), ids=lambda p: p.name)
+def test_examples_are_valid_spec_code(prim):
+    """Every example, as the page shows it, passes the checker in a rule for matrices."""
+    for e in prim.examples:
+        src = f"optimizer o() {{\n  m: ndim == 2 =>\n    let v = {example_text(prim, e)}\n    grad |> apply(0.1)\n" \
+              "  rest => grad |> apply(0.1)\n}\n"
+        errors = [d.message for d in check_source(src, "<example>") if d.severity == "error"]
+        assert not errors, f"{prim.name} example {e!r}: {errors}"
 
 
 def test_flags_and_ranges():

@@ -1,6 +1,8 @@
-"""The primitive library. Importing this package registers every primitive."""
-from . import (adaptive, apply, bases, elementwise, init, kronecker, moments, normalizers, ns_variants, orthogonalize,  # noqa: F401
-               dct, polar, reductions, sampling, shape, spectral, subspace)
+"""The primitive library. Importing this package registers every primitive: one module per family
+(``family=`` of each declaration), plus the shared helpers of :mod:`.linalg`, :mod:`.streams` and
+:mod:`.ns_coefficients`."""
+from . import (apply, elementwise, init, kronecker, moments, normalizers, orthogonalize,  # noqa: F401
+               reductions, rotation, sampling, shape, spectral, subspace)
 from .context import Ctx
 from .registry import REGISTRY, Primitive, State, all_primitives, lookup, primitive
 

@@ -1,6 +1,7 @@
-"""Parameter-side primitives: they read or write the parameter and pass the update through
-(algorithms.md §0.2, §17.8). Effects happen in pipeline order, so
-``decay(wd) |> apply(lr)`` is ``W ← W(1 − lr·λ) − lr·u`` and ``apply(lr) |> decay(wd)`` decays after."""
+"""Parameter-side primitives: they read or write the parameter and pass the update through.
+Effects happen in pipeline order, so ``decay(wd) |> apply(lr)`` is ``W ← W(1 − lr·λ) − lr·u``
+(the Muon family's order, e.g. KellerJordan/Muon ``muon.py``) and ``apply(lr) |> decay(wd)``
+decays after (Conda's ``conda_torch/conda.py``)."""
 from __future__ import annotations
 
 from .context import Ctx
@@ -22,8 +23,8 @@ def _(ctx, x, lr):
 
 @primitive(family="apply", writes_param=True, lr_from_apply=True, examples=("decay(0.01, lr = 0.1)",))
 def decay(ctx: Ctx, x: Tensor, weight_decay: NonNegative = 0.0, lr: NonNegative | None = None) -> Tensor:
-    """Decoupled weight decay ``W ← W(1 − lr·λ)`` (Loshchilov & Hutter 2019); ``lr`` defaults to
-    the lr of the rule's ``apply``. Passes the update through unchanged."""
+    """Decoupled weight decay ``W ← W(1 − lr·λ)`` (Loshchilov & Hutter, arXiv 1711.05101); ``lr``
+    defaults to the lr of the rule's ``apply``. Passes the update through unchanged."""
     ctx.param = ctx.param * (1 - ctx.bcast(lr, ctx.param) * weight_decay)
     return x
 

@@ -11,19 +11,22 @@ import sys
 import typing
 from typing import Any, get_args, get_origin
 
-from .registry import Arg, Primitive, _show, all_primitives
+from .registry import Arg, Primitive, all_primitives, show_value
 
 FAMILY_BLURB = {
     "apply": "Stages that touch the parameter: weight decay and the final update.",
     "elementwise": "Pointwise maps of the update.",
+    "init": "Initial values of feedback states (`state NAME = init`).",
+    "kronecker": "Kronecker-factored preconditioners: factor statistics and inverse roots.",
     "moments": "Stateful stream primitives: moving averages, momentum, Adam, Lion.",
-    "orthogonalize": "Approximate polar factors of matrices.",
-    "reductions": "Per-parameter scalars and normalization by them.",
-    "shape": "Matrix views and shape-dependent scaling.",
+    "normalizers": "Division of an update by a statistic of itself: norms, row/column norms, Sinkhorn.",
+    "orthogonalize": "Orthogonal polar factors of matrices (Newton–Schulz, QDWH, SVD) and QR.",
+    "reductions": "Statistics of each parameter (per-parameter scalars) and group reductions.",
+    "rotation": "Adaptively rotated frames: the rest of the pipeline runs in a rotated basis.",
+    "sampling": "Which parameters of a rule are active this step.",
+    "shape": "Matrix views, per-parameter scalars and shape-dependent scaling.",
     "spectral": "Spectral-norm control of matrices.",
-    "subspace": "Low-rank and rotated-basis updates.",
-    "routing": "Group-level routing of parameters.",
-    "math": "Arithmetic helpers.",
+    "subspace": "Bases of a matrix's row or column space, coordinates in them and back.",
 }
 
 
@@ -87,12 +90,18 @@ def _flags(p: Primitive) -> str:
 
 
 def _arg_row(a: Arg) -> str:
-    default = "*(required)*" if a.required else f"`{_show(a.default)}`"
+    default = "*(required)*" if a.required else f"`{show_value(a.default)}`"
     if a.default is None and not a.required:
         default = "`none` (the rule's apply lr)" if a.name == "lr" else "`none`"
     typ = a.doc_type.replace("|", "\\|")
     return (f"| `{a.name}` | `{typ}` | {default} | {'structural' if a.structural else 'runtime'} "
             f"| {range_text(a) or '—'} |")
+
+
+def example_text(p: Primitive, example: str) -> str:
+    """An example as written in a spec: piped from ``grad``, or alone for a primitive without
+    tensor inputs."""
+    return f"grad |> {example}" if p.inputs else example
 
 
 def render_primitive(p: Primitive) -> str:
@@ -112,7 +121,7 @@ def render_primitive(p: Primitive) -> str:
     if p.doc:
         lines += [inspect.cleandoc(p.doc), ""]
     if p.examples:
-        lines.append("Examples: " + ", ".join(f"`grad |> {e}`" for e in p.examples))
+        lines.append("Examples: " + ", ".join(f"`{example_text(p, e)}`" for e in p.examples))
         lines.append("")
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Stateless elementwise primitives (algorithms.md §17.3). Scalars may be per-parameter."""
+"""Stateless elementwise primitives. Scalars may be per-parameter."""
 from __future__ import annotations
 
 import torch
@@ -24,7 +24,7 @@ sqrt = _unary("sqrt", torch.sqrt, "Elementwise square root ``√x``.")
 square = _unary("square", torch.square, "Elementwise square ``x²``.")
 exp = _unary("exp", torch.exp, "Elementwise exponential ``eˣ``.")
 log = _unary("log", torch.log, "Elementwise natural logarithm ``ln x``.")
-cosh = _unary("cosh", torch.cosh, "Elementwise hyperbolic cosine (AuON's brake, algorithms.md §3).")
+cosh = _unary("cosh", torch.cosh, "Elementwise hyperbolic cosine (AuON's brake, arXiv 2509.24320).")
 relu = _unary("relu", torch.relu, "Elementwise ``max(x, 0)``.")
 
 
@@ -67,7 +67,8 @@ max_ = _bound("max", torch.maximum, "min", "Elementwise maximum ``max(x, other)`
 
 @primitive(family="elementwise", examples=("soft_threshold(0.1)",))
 def soft_threshold(ctx: Ctx, x: Tensor, tau: NonNegative = 0.0) -> Tensor:
-    """Soft thresholding ``sign(x)·max(|x| − τ, 0)`` (ROOT's outlier part, algorithms.md §4)."""
+    """Soft thresholding ``sign(x)·max(|x| − τ, 0)`` (ROOT's outlier part, arXiv 2511.20626;
+    huawei-noah/noah-research ``ROOT/examples/example_train.py``)."""
     return torch.sign(x) * torch.relu(x.abs() - ctx.bcast(tau, x))
 
 

@@ -1,4 +1,5 @@
-"""Kronecker-factored preconditioner algebra (FISMO, algorithms.md §12; Shampoo-like factors).
+"""Kronecker-factored preconditioner algebra: Shampoo's factors (Gupta, Koren & Singer, arXiv
+1802.09568) and FISMO's Fisher factors (arXiv 2601.21750, Algorithm 1; no official code).
 
 A Kronecker factor is a small symmetric positive definite matrix per parameter — ``P`` (m×m)
 acting on the rows of an ``m × n`` gradient, ``Q`` (n×n) on its columns — kept as feedback
@@ -18,6 +19,7 @@ import torch
 from pydantic import Field
 
 from .context import Ctx
+from .linalg import compute_dtype
 from .registry import Tensor, primitive
 
 Side = Literal["rows", "cols"]
@@ -45,7 +47,7 @@ def inv_root(ctx: Ctx, x: Tensor, p: RootOrder = 1, dtype: EighDtype = "float32"
     ``μI``) so that this never happens in normal use. Returned in the input's dtype.
     """
     _square(x, "inv_root")
-    cd = torch.float64 if (dtype == "float64" or x.dtype == torch.float64) else torch.float32
+    cd = compute_dtype(x, getattr(torch, dtype))
     a = x.to(cd)
     a = (a + a.transpose(-2, -1)) * 0.5
     lam, V = torch.linalg.eigh(a)
@@ -58,9 +60,8 @@ def inv_root(ctx: Ctx, x: Tensor, p: RootOrder = 1, dtype: EighDtype = "float32"
 
 @inv_root.reference
 def _(ctx, x, p, dtype):
-    if x.ndim != 2 or x.shape[0] != x.shape[1]:
-        raise ValueError(f"inv_root needs a square matrix, got {tuple(x.shape)}")
-    cd = torch.float64 if (dtype == "float64" or x.dtype == torch.float64) else torch.float32
+    _square(x, "inv_root")
+    cd = compute_dtype(x, getattr(torch, dtype))
     a = x.to(cd)
     a = (a + a.T) / 2
     lam, V = torch.linalg.eigh(a)
@@ -98,19 +99,26 @@ def sym(ctx: Ctx, x: Tensor) -> Tensor:
 
 @sym.reference
 def _(ctx, x):
-    if x.ndim != 2 or x.shape[0] != x.shape[1]:
-        raise ValueError(f"sym needs a square matrix, got {tuple(x.shape)}")
+    _square(x, "sym")
     return torch.stack([torch.stack([(x[i, j] + x[j, i]) / 2 for j in range(x.shape[1])])
                         for i in range(x.shape[0])])
 
 
-@primitive(family="kronecker", elementwise=False, needs_matrix=True,
+def _gram_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict) -> tuple[Tensor, Tensor]:
+    """Contract inputs: a random ``m × n`` matrix and a random metric of the side's size."""
+    d = shape[-1] if args["side"] == "rows" else shape[-2]
+    return (torch.randn(shape, generator=gen, dtype=torch.float64),
+            torch.randn(d, d, generator=gen, dtype=torch.float64))
+
+
+@primitive(family="kronecker", elementwise=False, needs_matrix=True, samples=_gram_samples,
            examples=("gram(eye(grad, \"cols\"))", "gram(eye(grad, \"rows\"), \"cols\")"))
 def gram(ctx: Ctx, x: Tensor, w: Tensor, side: Side = "rows") -> Tensor:
     """Mean weighted Gram matrix of an ``m × n`` matrix ``X`` — a Kronecker factor's statistic:
     ``side = "rows"``: ``(1/n)·X W Xᵀ`` (m×m, ``W`` n×n: the mean outer product of the columns
     in the metric W); ``"cols"``: ``(1/m)·Xᵀ W X`` (n×n, ``W`` m×m). With ``W = I`` these are
-    Shampoo's ``GGᵀ/n`` and ``GᵀG/m``; FISMO uses ``W = Q⁻¹`` and ``W = P⁻¹`` (§12)."""
+    Shampoo's ``GGᵀ/n`` and ``GᵀG/m``; FISMO uses ``W = Q⁻¹`` and ``W = P⁻¹`` (arXiv 2601.21750,
+    Algorithm 1, steps 1 and 3)."""
     m, n = x.shape[-2], x.shape[-1]
     w = w.to(x.dtype)
     if side == "rows":

@@ -1,4 +1,4 @@
-"""Stateful stream primitives: moving averages, momentum forms, Adam, Lion (algorithms.md §0, §17.2)."""
+"""Stateful stream primitives: moving averages, momentum forms, Adam, Lion."""
 from __future__ import annotations
 
 from typing import Literal
@@ -28,10 +28,11 @@ def _(ctx, x, beta, debias):
 @primitive(family="moments", state=(State("momentum_buffer", doc="the momentum M (ema) or B (sum)"),),
            examples=("nesterov(0.95)", "nesterov(0.9, form = \"sum\")"))
 def nesterov(ctx: Ctx, x: Tensor, beta: Beta = 0.95, form: Literal["ema", "sum"] = "ema") -> Tensor:
-    """Muon-family Nesterov blend (algorithms.md §0).
+    """Muon-family Nesterov blend.
 
-    ``form="ema"`` (Keller Jordan): ``M ← β M + (1−β) x``, returns ``(1−β) x + β M``.
-    ``form="sum"`` (Moonlight): ``B ← β B + x``, returns ``x + β B`` (= the ema form × 1/(1−β)).
+    ``form="ema"`` (KellerJordan/Muon ``muon.py``): ``M ← β M + (1−β) x``, returns ``(1−β) x + β M``.
+    ``form="sum"`` (Moonlight, arXiv 2502.16982; MoonshotAI/Moonlight ``examples/toy_train.py``):
+    ``B ← β B + x``, returns ``x + β B`` (= the ema form × 1/(1−β)).
     """
     buf = ctx.state("momentum_buffer", x)
     if form == "ema":
@@ -95,7 +96,8 @@ def _(ctx, x, beta, dampening, nesterov):
 @primitive(family="moments", state=(State("exp_avg"), State("exp_avg_sq", linear=False)),
            examples=("adam((0.9, 0.999), 1e-8)",))
 def adam(ctx: Ctx, x: Tensor, betas: tuple[Beta, Beta] = (0.9, 0.999), eps: Positive = 1e-8) -> Tensor:
-    """Adam direction with bias-corrected moments (Kingma & Ba 2015, Alg. 1; as torch.optim.AdamW).
+    """Adam direction with bias-corrected moments (Kingma & Ba, arXiv 1412.6980, Algorithm 1; as
+    torch.optim.AdamW).
 
     ``m ← β₁m + (1−β₁)x``; ``v ← β₂v + (1−β₂)x²``; returns ``(m/(1−β₁ᵗ)) / (sqrt(v/(1−β₂ᵗ)) + ε)``.
     """
@@ -121,7 +123,8 @@ def _(ctx, x, betas, eps):
 
 @primitive(family="moments", state=(State("exp_avg"),), examples=("lion((0.9, 0.99))",))
 def lion(ctx: Ctx, x: Tensor, betas: tuple[Beta, Beta] = (0.9, 0.99)) -> Tensor:
-    """Lion direction (Chen et al. 2023, Alg. 2): ``u = sign(β₁m + (1−β₁)x)``; then ``m ← β₂m + (1−β₂)x``."""
+    """Lion direction (Chen et al., arXiv 2302.06675, Algorithm 2): ``u = sign(β₁m + (1−β₁)x)``;
+    then ``m ← β₂m + (1−β₂)x``."""
     b1, b2 = betas
     m = ctx.state("exp_avg", x)
     u = torch.sign(torch.lerp(m, x, 1 - b1))

@@ -1,13 +1,19 @@
-"""Per-parameter reductions and normalizers (algorithms.md §17.4–17.5). Outputs are
-per-parameter scalars: one value per member of the bucket."""
+"""Reductions: statistics of each parameter's entries — one number per parameter (a per-parameter
+scalar, ``(B,)`` on a stacked bucket) or a kept-dimension row (``col_norms``) — and the group
+reduction over a rule's parameters."""
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 
 from .context import Ctx
-from .registry import Positive, Tensor, primitive
+from .linalg import compute_dtype, wide
+from .registry import Tensor, primitive
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 @primitive(family="reductions", elementwise=False, output="scalar", examples=("fro_norm",))
@@ -24,38 +30,13 @@ def _(ctx, x):
 @primitive(family="reductions", elementwise=False, output="scalar", examples=("l1_norm",))
 def l1_norm(ctx: Ctx, x: Tensor) -> Tensor:
     """Entrywise ℓ1 norm of each parameter: ``‖x‖₁ = Σ |x|`` (the dual of the max-entry norm of sign
-    updates, LANTON §13)."""
+    updates: LANTON's noise estimate for sign layers, arXiv 2510.14009)."""
     return x.abs().sum(dim=ctx.reduce_dims(x))
 
 
 @l1_norm.reference
 def _(ctx, x):
     return x.abs().sum()
-
-
-GroupOp = Literal["min", "max", "mean", "sum", "none"]
-_GROUP_OPS = {"min": torch.amin, "max": torch.amax, "mean": torch.mean, "sum": torch.sum}
-
-
-def group_combine(values: Tensor, op: str) -> Tensor:
-    """Reduce the per-parameter values of a whole group (a 1-D tensor) to one 0-d value."""
-    return torch.ones((), dtype=values.dtype, device=values.device) if op == "none" else _GROUP_OPS[op](values)
-
-
-@primitive(family="reductions", elementwise=False, output="scalar", reduces_group=True,
-           examples=("fro_norm |> group_reduce(\"min\")", "group_reduce(\"mean\")"))
-def group_reduce(ctx: Ctx, x: Tensor, op: GroupOp = "min") -> Tensor:
-    """Reduce one value per parameter over the rule's whole parameter group — every parameter the
-    rule steps this step, across buckets — and give the result to each of them:
-    ``ρ = min_ℓ x_ℓ`` (``min``), ``max``, ``mean``, ``sum``, or ``1`` (``none``). LANTON's
-    group-normalized layer learning rates (§13). A tensor input is first summed per parameter."""
-    v = x if x.ndim <= 1 else x.sum(dim=ctx.reduce_dims(x))
-    return group_combine(v.reshape(-1), op).expand(v.shape)
-
-
-@group_reduce.reference
-def _(ctx, x, op):
-    return group_combine(x.sum().reshape(1), op).reshape(())
 
 
 @primitive(family="reductions", elementwise=False, output="scalar", examples=("rms",))
@@ -71,7 +52,8 @@ def _(ctx, x):
 
 @primitive(family="reductions", elementwise=False, output="scalar", examples=("inner(grad)",))
 def inner(ctx: Ctx, x: Tensor, y: Tensor) -> Tensor:
-    """Frobenius inner product ``⟨x, y⟩ = Σ x⊙y`` per parameter (PolarGrad's ν, algorithms.md §6)."""
+    """Frobenius inner product ``⟨x, y⟩ = Σ x⊙y`` per parameter (PolarGrad's ``ν = ⟨M, polar(M)⟩``,
+    arXiv 2505.21799; timlautk/polargrad ``polar_grad.py``)."""
     return (x * y).sum(dim=ctx.reduce_dims(x))
 
 
@@ -80,19 +62,107 @@ def _(ctx, x, y):
     return (x * y).sum()
 
 
-@primitive(family="reductions", elementwise=False, examples=("normalize", "normalize(by = \"rms\")"))
-def normalize(ctx: Ctx, x: Tensor, by: Literal["fro", "rms"] = "fro", eps: Positive = 1e-7) -> Tensor:
-    """Divide each parameter by its norm: ``x / (‖x‖_F + ε)`` or ``x / (rms(x) + ε)``."""
-    dims = ctx.reduce_dims(x)
-    n = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
-    if by == "rms":
-        n = n / (x[0].numel() if ctx.batched else x.numel()) ** 0.5
-    return x / (n + eps)
+@primitive(family="reductions", elementwise=False, needs_matrix=True, output="scalar",
+           examples=("nuclear_norm",))
+def nuclear_norm(ctx: Ctx, x: Tensor) -> Tensor:
+    """Nuclear norm ``‖X‖_* = Σᵢ σᵢ(X)`` per matrix (PolarGrad's ν, arXiv 2505.21799: it equals
+    ``⟨X, polar(X)⟩`` for the exact polar factor, docs/derivations.md "Nuclear norm via polar"),
+    from ``torch.linalg.svdvals`` in float32 or better."""
+    return torch.linalg.svdvals(x.to(compute_dtype(x))).sum(dim=-1)
 
 
-@normalize.reference
-def _(ctx, x, by, eps):
-    n = (x ** 2).sum().sqrt()
-    if by == "rms":
-        n = n / x.numel() ** 0.5
-    return x / (n + eps)
+@nuclear_norm.reference
+def _(ctx, x):
+    # σᵢ² are the eigenvalues of the small Gram matrix
+    W = wide(x)
+    return torch.linalg.eigvalsh(W @ W.T).clamp(min=0).sqrt().sum()
+
+
+@primitive(family="reductions", elementwise=False, needs_matrix=True,
+           examples=("col_norms",))
+def col_norms(ctx: Ctx, x: Tensor) -> Tensor:
+    """Euclidean norm of every column of a matrix, kept as a row: ``‖X[:, j]‖₂``, shape ``(…, 1, n)``.
+
+    ``c_j = sqrt(Σ_i X_ij²)``. The kept row dimension makes the result broadcast against the
+    ``m × n`` matrix (``X / col_norms(X)`` normalizes columns; ``O * d`` is ``O · diag(d)``).
+    NAMO-D's per-column statistics (arXiv 2602.17080; minxin-zhg/namo ``src/namo.py``):
+    ``col_norms(g) ** 2 |> ema(0.99)`` is ``V``, ``col_norms(N) / (V ** 0.5 + eps)`` is ``d``.
+    Range: ``c_j ≥ 0``. Conv weights must be viewed as matrices first (``as_matrix``), so
+    columns are ``in·kh·kw`` positions. Example: ``[[3, 0], [4, 1]]`` → ``[[5, 1]]``.
+    """
+    return torch.linalg.vector_norm(x, dim=-2, keepdim=True)
+
+
+@col_norms.reference
+def _(ctx, x):
+    return (x ** 2).sum(dim=0, keepdim=True).sqrt()
+
+
+@primitive(family="reductions", elementwise=False, output="scalar",
+           examples=("quantile(0.9)", "quantile(0.5)", "quantile(0.0)", "quantile(1.0)", "quantile(0.37)"))
+def quantile(ctx: Ctx, x: Tensor, q: Unit = 0.9) -> Tensor:
+    """The ``q``-quantile of each parameter's entries, a per-parameter scalar (ROOT's ε, arXiv
+    2511.20626; huawei-noah/noah-research ``ROOT/examples/example_train.py``).
+
+    Linear interpolation exactly as ``torch.quantile``: with the ``N`` entries sorted,
+    ``pos = q·(N−1)``, result ``= v[⌊pos⌋] + (pos − ⌊pos⌋)·(v[⌈pos⌉] − v[⌊pos⌋])``. Unlike
+    ``torch.quantile`` it accepts more than 2^24 entries (ROOT's 2048×16384 shape has 2^25):
+    ``kthvalue`` when ``q`` is a Python number (as ROOT's code), sort + gather when ``q`` is a
+    (traced) tensor.
+    """
+    flat = x.reshape(x.shape[0], -1) if ctx.batched else x.reshape(1, -1)
+    n = flat.shape[-1]
+    if isinstance(q, (int, float)):
+        pos = float(q) * (n - 1)
+        lo, hi = math.floor(pos), min(math.floor(pos) + 1, n - 1)
+        v_lo = torch.kthvalue(flat, lo + 1, dim=-1).values
+        v_hi = torch.kthvalue(flat, hi + 1, dim=-1).values if hi != lo else v_lo
+        out = torch.lerp(v_lo, v_hi, pos - lo)
+    else:
+        qt = torch.as_tensor(q, dtype=flat.dtype, device=flat.device).reshape(-1, 1).expand(flat.shape[0], 1)
+        pos = qt * (n - 1)
+        lo = pos.floor().clamp(0, n - 1)
+        hi = (lo + 1).clamp(max=n - 1)
+        srt = flat.sort(dim=-1).values
+        v_lo = srt.gather(-1, lo.long())
+        v_hi = srt.gather(-1, hi.long())
+        out = torch.lerp(v_lo, v_hi, pos - lo).squeeze(-1)
+    return out if ctx.batched else out.reshape(())
+
+
+@quantile.reference
+def _(ctx, x, q):
+    v = x.flatten().sort().values
+    pos = float(q) * (v.numel() - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, v.numel() - 1)
+    return v[lo] + (pos - lo) * (v[hi] - v[lo])
+
+
+# ---- group reductions ----------------------------------------------------------------------------
+
+GroupOp = Literal["min", "max", "mean", "sum", "none"]
+_GROUP_OPS = {"min": torch.amin, "max": torch.amax, "mean": torch.mean, "sum": torch.sum}
+
+
+def group_combine(values: Tensor, op: str) -> Tensor:
+    """Reduce the per-parameter values of a whole group (a 1-D tensor) to one 0-d value."""
+    return torch.ones((), dtype=values.dtype, device=values.device) if op == "none" else _GROUP_OPS[op](values)
+
+
+@primitive(family="reductions", elementwise=False, output="scalar", reduces_group=True,
+           examples=("fro_norm |> group_reduce(\"min\")", "group_reduce(\"mean\")",
+                     "rms |> group_reduce(\"max\")", "group_reduce(\"sum\")", "group_reduce(\"none\")"))
+def group_reduce(ctx: Ctx, x: Tensor, op: GroupOp = "min") -> Tensor:
+    """Reduce one value per parameter over the rule's whole parameter group — every parameter the
+    rule steps this step, across buckets — and give the result to each of them:
+    ``ρ = min_ℓ x_ℓ`` (``min``), ``max``, ``mean``, ``sum``, or ``1`` (``none``). LANTON's layer
+    learning rates normalized within a norm group (arXiv 2510.14009). A tensor input is first
+    summed per parameter."""
+    v = x if x.ndim <= 1 else x.sum(dim=ctx.reduce_dims(x))
+    return group_combine(v.reshape(-1), op).expand(v.shape)
+
+
+@group_reduce.reference
+def _(ctx, x, op):
+    return group_combine(x.sum().reshape(1), op).reshape(())

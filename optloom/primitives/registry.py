@@ -4,9 +4,9 @@ suite — is derived from that declaration.
 
 A declaration is a decorated function, the *fast* (batched) implementation::
 
-    @primitive(family="moments", state=(State("exp_avg"),), elementwise=True)
+    @primitive(family="moments", state=(State("exp_avg"),), examples=("ema(0.9)",))
     def ema(ctx: Ctx, x: Tensor, beta: Beta = 0.9) -> Tensor:
-        '''Exponential moving average ``s ← β s + (1−β) x`` (algorithms.md §0).'''
+        '''Exponential moving average ``s ← β s + (1−β) x``.'''
         ...
 
     @ema.reference
@@ -16,6 +16,13 @@ Parameters annotated ``Tensor`` are tensor inputs (the first one receives the pi
 ``float`` (and tuples of floats) are *runtime* arguments — a Python float, a 0-d hyperparameter
 tensor or a per-parameter scalar; ``int``/``bool``/``str``/``Literal``/lists are *structural*
 (compile-time constants). ``Annotated[..., Field(ge=..., lt=...)]`` declares allowed ranges.
+
+``examples`` are calls in the language (``grad |> <example>``, or the bare call for a primitive
+without tensor inputs); the contract test runs the fast implementation against the reference
+for each, on fresh random inputs of one parameter: :meth:`Primitive.sample_inputs`, a standard
+normal tensor of the parameter's shape per tensor input unless ``samples`` declares them
+(inputs whose shapes depend on each other or on the arguments, such as a basis and the matrix
+it acts on).
 """
 from __future__ import annotations
 
@@ -28,14 +35,27 @@ from typing import Any, Callable, Literal, get_args, get_origin
 import torch
 from pydantic import Field, TypeAdapter, ValidationError
 
+from ..kinds import structural_annotation
+
 Tensor = torch.Tensor
 
+# argument types shared by the families
 Beta = typing.Annotated[float, Field(ge=0.0, lt=1.0)]
 Positive = typing.Annotated[float, Field(gt=0.0)]
 NonNegative = typing.Annotated[float, Field(ge=0.0)]
+Fraction = typing.Annotated[float, Field(gt=0.0, le=1.0)]
+Iters = typing.Annotated[int, Field(ge=1, le=100)]  # iterations of a matrix iteration
 
-Family = Literal["moments", "elementwise", "reductions", "orthogonalize", "spectral", "subspace",
-                 "shape", "apply", "routing", "math", "init", "sampling"]
+Family = Literal["moments", "elementwise", "reductions", "normalizers", "orthogonalize", "spectral",
+                 "kronecker", "subspace", "rotation", "shape", "sampling", "init", "apply"]
+
+# the contract inputs of one parameter: samples(generator, parameter shape, bound arguments)
+Samples = Callable[[torch.Generator, tuple[int, ...], dict[str, Any]], tuple[Tensor, ...]]
+
+
+def sample_normal(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
+    """A float64 standard normal tensor of ``shape`` (the contract's random inputs)."""
+    return torch.randn(shape, generator=gen, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -88,14 +108,14 @@ class Arg:
             return _adapter(self.annotation).validate_python(value)
         except ValidationError as e:
             msgs = "; ".join(_pretty_pydantic(err) for err in e.errors())
-            raise ValueError(f"argument '{self.name}' {msgs} (got {_show(value)})") from None
+            raise ValueError(f"argument '{self.name}' {msgs} (got {show_value(value)})") from None
 
 
 @dataclass
 class Primitive:
     name: str
     fn: Callable[..., Any]
-    family: str
+    family: Family
     doc: str
     inputs: tuple[str, ...]
     args: dict[str, Arg]
@@ -111,6 +131,7 @@ class Primitive:
     frame: Frame | None = None
     group: bool = False  # reads the rule's parameter group (ctx.group): samplers
     reduces_group: bool = False  # reduces one value per parameter over the rule's group (all buckets)
+    samples: Samples | None = None  # the contract's inputs when a normal per tensor input won't do
 
     def reference(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: register the per-parameter reference implementation."""
@@ -119,6 +140,13 @@ class Primitive:
 
     def __call__(self, ctx: Any, *inputs: Any, **args: Any) -> Any:
         return self.fn(ctx, *inputs, **args)
+
+    def sample_inputs(self, gen: torch.Generator, shape: tuple[int, ...], args: dict[str, Any]) -> tuple[Tensor, ...]:
+        """Fresh random tensor inputs of one parameter of ``shape`` (float64) for the contract test:
+        the declared ``samples``, else a standard normal tensor of ``shape`` per tensor input."""
+        if self.samples is not None:
+            return self.samples(gen, shape, args)
+        return tuple(sample_normal(gen, shape) for _ in self.inputs)
 
     @property
     def stateful(self) -> bool:
@@ -131,18 +159,17 @@ class Primitive:
     def signature_text(self) -> str:
         parts = list(self.inputs)
         for a in self.args.values():
-            parts.append(f"{a.name}: {a.doc_type}" + ("" if a.required else f" = {_show(a.default)}"))
+            parts.append(f"{a.name}: {a.doc_type}" + ("" if a.required else f" = {show_value(a.default)}"))
         return f"{self.name}({', '.join(parts)})"
 
 
 REGISTRY: dict[str, Primitive] = {}
 
-_STRUCTURAL_BASES = (int, bool, str)
 
 
 def primitive(
     *,
-    family: str,
+    family: Family,
     state: tuple[State, ...] = (),
     elementwise: bool = True,
     needs_matrix: bool = False,
@@ -154,8 +181,11 @@ def primitive(
     examples: tuple[str, ...] = (),
     group: bool = False,
     reduces_group: bool = False,
+    samples: Samples | None = None,
 ) -> Callable[[Callable[..., Any]], Primitive]:
     """Declare a primitive; the decorated function is its batched implementation."""
+    if family not in get_args(Family):
+        raise ValueError(f"unknown primitive family {family!r} ({' | '.join(get_args(Family))})")
 
     def wrap(fn: Callable[..., Any]) -> Primitive:
         prim_name = name or fn.__name__.rstrip("_")
@@ -170,13 +200,13 @@ def primitive(
             if _is_tensor(ann):
                 inputs.append(p.name)
             else:
-                args[p.name] = Arg(p.name, ann, p.default, _is_structural(ann), _type_text(ann))
+                args[p.name] = Arg(p.name, ann, p.default, structural_annotation(ann), _type_text(ann))
         prim = Primitive(
             name=prim_name, fn=fn, family=family, doc=inspect.getdoc(fn) or "", inputs=tuple(inputs),
             args=args, state=state, elementwise=elementwise, needs_matrix=needs_matrix,
             reads_param=reads_param or writes_param, writes_param=writes_param, output=output,
             lr_from_apply=lr_from_apply, examples=examples, group=group,
-            reduces_group=reduces_group,
+            reduces_group=reduces_group, samples=samples,
         )
         REGISTRY[prim_name] = prim
         return prim
@@ -184,29 +214,20 @@ def primitive(
     return wrap
 
 
+# Importing this module imports its package first, whose ``__init__`` imports every family module:
+# the registry is complete before anyone can look a primitive up.
+
 def lookup(name: str) -> Primitive | None:
-    _load_library()
     return REGISTRY.get(name)
 
 
 def all_primitives() -> list[Primitive]:
-    _load_library()
     return sorted(REGISTRY.values(), key=lambda p: (p.family, p.name))
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str | None:
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
-
-
-_loaded = False
-
-
-def _load_library() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import optloom.primitives  # noqa: F401  (registers the library modules)
 
 
 # ---- type helpers ---------------------------------------------------------------------------
@@ -219,18 +240,6 @@ def _strip(ann: Any) -> Any:
 
 def _is_tensor(ann: Any) -> bool:
     return _strip(ann) is torch.Tensor
-
-
-def _is_structural(ann: Any) -> bool:
-    ann = _strip(ann)
-    origin = get_origin(ann)
-    if ann in _STRUCTURAL_BASES or origin is Literal or origin is list:
-        return True
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return all(_is_structural(a) or a is type(None) for a in get_args(ann))
-    if origin is tuple:
-        return all(_is_structural(a) for a in get_args(ann) if a is not Ellipsis)
-    return False
 
 
 def _type_text(ann: Any) -> str:
@@ -273,15 +282,16 @@ def _pretty_pydantic(err: dict[str, Any]) -> str:
     return (f"[{']['.join(loc)}] " if loc else "") + msg
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as the language writes it: strings quoted, ``true``/``false``, ``none``, tuples."""
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return "(" + ", ".join(_show(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+        return "(" + ", ".join(show_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
     if value is None:
         return "none"
     return repr(value)

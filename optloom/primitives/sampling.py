@@ -1,10 +1,11 @@
-"""Group samplers: which parameters of a rule are active this step (Drop-Muon §11, FRUGAL's
-block projector §10.1). A sampler returns one boolean per parameter for ``gate(mask, ...)``.
+"""Group samplers: which parameters of a rule are active this step (Drop-Muon, arXiv
+2510.02239; FRUGAL's block projector, arXiv 2411.07837). A sampler returns one boolean per
+parameter for ``gate(mask, ...)``.
 
 The population is the rule's parameters in the order they were given (``ctx.group``); a draw is
 a pure function of ``(seed, period index, position)`` by the counter-based hash of
-:mod:`optloom.primitives.subspace`, so it traces into graphs, needs no RNG state, and a run
-resumed at the same step draws the same sets.
+:mod:`.streams`, so it traces into graphs, needs no RNG state, and a run resumed at the same step
+draws the same sets.
 """
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ import torch
 from pydantic import Field
 
 from .context import Ctx
-from .registry import Tensor, primitive
-from .subspace import Seed, hash_key, hash_stream, py_hash_stream
+from .registry import Fraction, Tensor, primitive
+from .streams import Seed, hash_key, hash_stream, py_hash_stream
 
-Density = Annotated[float, Field(gt=0.0, le=1.0)]
 Period = Annotated[int, Field(ge=1)]
 
 
@@ -30,19 +30,20 @@ def _count(density, b: int):
 
 
 @primitive(family="sampling", elementwise=False, output="scalar", group=True,
-           examples=("sample_layers(0.25)", "sample_layers(0.5, \"cyclic\", period = 3)",
+           examples=("sample_layers(0.25)", "sample_layers(0.5, \"cyclic\", period = 2)",
                      "sample_layers(order = \"suffix\", seed = 4)"))
-def sample_layers(ctx: Ctx, density: Density = 0.25, order: Literal["random", "cyclic", "suffix"] = "random",
+def sample_layers(ctx: Ctx, density: Fraction = 0.25, order: Literal["random", "cyclic", "suffix"] = "random",
                   period: Period = 1, seed: Seed = 0) -> Tensor:
     """Active parameters of the rule's group of ``b``, re-drawn every ``period`` steps
     (``k = ⌊(t−1)/period⌋`` the draw's index, positions ``0…b−1`` in parameter order):
 
     * ``random``: ``a = max(1, round(b·density))`` positions, uniformly without replacement
       (the ``a`` smallest hashes of ``(seed, k, j)``);
-    * ``cyclic``: FRUGAL's ``descending`` order — the list reversed, a window of ``a`` positions
-      advancing by ``a`` per draw: active iff ``(b−1−j − k·a) mod b < a``;
-    * ``suffix``: Drop-Muon's default — ``s`` uniform in ``{0…b−1}``, active iff ``j ≥ s``
-      (``density`` unused).
+    * ``cyclic``: FRUGAL's ``descending`` order (fzmushko/FRUGAL
+      ``frugal/proj_optimizer_templates.py``, ``BlockOptimizer``) — the list reversed, a window of
+      ``a`` positions advancing by ``a`` per draw: active iff ``(b−1−j − k·a) mod b < a``;
+    * ``suffix``: Drop-Muon's default scheme (no official code) — ``s`` uniform in ``{0…b−1}``,
+      active iff ``j ≥ s`` (``density`` unused).
     """
     pos, b = ctx.group_position()
     a = _count(density, b)

@@ -1,8 +1,10 @@
-"""Matrix views and shape-dependent update scales (algorithms.md §0, §0.2)."""
+"""Shapes: views of a value (matrices, per-parameter scalars) and shape-dependent update scales."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
+
+import torch
 
 from .context import Ctx
 from .registry import Positive, Tensor, primitive
@@ -14,10 +16,10 @@ def as_matrix(ctx: Ctx, x: Tensor, mode: Literal["flatten", "batch"] = "flatten"
               split: tuple[int, ...] = ()) -> Tensor:
     """View each parameter as a matrix (or a batch of matrices); ``apply`` views the update back.
 
-    ``flatten``: ``(out, in, kh, kw) → (out, in·kh·kw)`` (conv weights, as KellerJordan/Muon).
-    ``batch``: a 3-D weight ``(k, m, n)`` becomes ``k`` matrices ``(m, n)``.
-    ``split=(s, s, s)``: a fused weight (QKV) is cut along rows into equal blocks, each
-    orthogonalized on its own.
+    ``flatten``: ``(out, in, kh, kw) → (out, in·kh·kw)`` (conv weights, as KellerJordan/Muon
+    ``muon.py``: ``update.view(len(update), -1)``). ``batch``: a 3-D weight ``(k, m, n)`` becomes
+    ``k`` matrices ``(m, n)``. ``split=(s, s, s)``: a fused weight (QKV) is cut along rows into
+    equal blocks, each orthogonalized on its own.
     """
     base = x.shape[1:] if ctx.batched else x.shape
     lead = (x.shape[0],) if ctx.batched else ()
@@ -50,11 +52,42 @@ def _(ctx, x, mode, split):
     return m
 
 
+@primitive(family="shape", elementwise=False, output="scalar", examples=("fro_norm |> as_scalar",),
+           samples=lambda gen, shape, args: (torch.randn((), generator=gen, dtype=torch.float64),))
+def as_scalar(ctx: Ctx, x: Tensor) -> Tensor:
+    """Mark a value that holds one number per parameter as a per-parameter scalar (identity).
+
+    An elementwise primitive applied to a per-parameter scalar (``ema(fro_norm(g) ** 2)``,
+    ``min(alpha, 1.0)``) is typed as a tensor by the checker; ``|> as_scalar`` restores the
+    scalar type, so the value broadcasts per parameter against tensors and is accepted where a
+    scalar argument is expected (``apply``'s or ``decay``'s ``lr``). Refuses (at build time) a
+    value that has more than one number per parameter. Range: any.
+    """
+    if x.ndim != (1 if ctx.batched else 0):
+        raise ValueError(f"as_scalar: expected one value per parameter, got shape {tuple(x.shape)}")
+    return x
+
+
+@as_scalar.reference
+def _(ctx, x):
+    if x.ndim != 0:
+        raise ValueError(f"as_scalar: expected one value per parameter, got shape {tuple(x.shape)}")
+    return x
+
+
+# ---- shape-dependent scales ----------------------------------------------------------------------
+
 ShapeKind = Literal["muon", "original", "moonlight", "match_rms_adamw", "spectral", "none"]
 
 
-def shape_factor(kind: str, rows: int, cols: int, coeff: float = 0.2) -> float:
-    """The factor multiplying an orthogonalized update of a ``rows × cols`` matrix (§0.2)."""
+def shape_scale(kind: str, rows: int, cols: int, coeff: Any = 0.2) -> Any:
+    """The factor multiplying an orthogonalized update of a ``rows × cols`` matrix:
+    ``muon``/``original``: ``max(1, rows/cols)^½`` (KellerJordan/Muon ``muon.py``);
+    ``moonlight``/``match_rms_adamw``: ``coeff·max(rows, cols)^½`` (arXiv 2502.16982,
+    MoonshotAI/Moonlight ``examples/toy_train.py``: update RMS ≈ AdamW's; a tensor when ``coeff``
+    is a runtime hyperparameter); ``spectral``: ``(rows/cols)^½`` (microsoft/dion
+    ``dion/megabatch_base.py``, ``adjust_lr_spectral_norm``); ``none``: 1. Why these factors:
+    docs/derivations.md, "Shape factors"."""
     if kind in ("muon", "original"):
         return math.sqrt(max(1.0, rows / cols))
     if kind in ("moonlight", "match_rms_adamw"):
@@ -67,17 +100,37 @@ def shape_factor(kind: str, rows: int, cols: int, coeff: float = 0.2) -> float:
 @primitive(family="shape", elementwise=False, needs_matrix=True,
            examples=("scale_by_shape(\"muon\")", "scale_by_shape(\"moonlight\")", "scale_by_shape(\"spectral\")"))
 def scale_by_shape(ctx: Ctx, x: Tensor, kind: ShapeKind = "muon", coeff: Positive = 0.2) -> Tensor:
-    """Shape-dependent scale of an ``m × n`` update (algorithms.md §0.2).
-
-    ``muon``/``original``: ``max(1, m/n)^½``; ``moonlight``/``match_rms_adamw``: ``coeff·max(m, n)^½``
-    (update RMS ≈ AdamW's); ``spectral``: ``(m/n)^½``; ``none``: 1.
-    """
+    """Shape-dependent scale of an ``m × n`` update: ``muon``/``original``: ``max(1, m/n)^½``;
+    ``moonlight``/``match_rms_adamw``: ``coeff·max(m, n)^½`` (update RMS ≈ AdamW's);
+    ``spectral``: ``(m/n)^½``; ``none``: 1 (sources: :func:`shape_scale`)."""
     rows, cols = ctx.mat_shape(x)
-    if kind in ("moonlight", "match_rms_adamw"):
-        return x * (coeff * math.sqrt(max(rows, cols)))
-    return x * shape_factor(kind, rows, cols)
+    return x * shape_scale(kind, rows, cols, coeff)
 
 
 @scale_by_shape.reference
 def _(ctx, x, kind, coeff):
-    return x * shape_factor(kind, x.shape[-2], x.shape[-1], float(coeff))
+    return x * shape_scale(kind, x.shape[-2], x.shape[-1], float(coeff))
+
+
+@primitive(family="shape", elementwise=False, needs_matrix=True, output="scalar",
+           examples=("shape_factor(\"moonlight\")", "shape_factor(\"muon\")", "shape_factor(\"spectral\")"))
+def shape_factor(ctx: Ctx, x: Tensor, kind: ShapeKind = "muon", coeff: Positive = 0.2) -> Tensor:
+    """The shape-dependent factor of an ``m × n`` matrix as a per-parameter scalar.
+
+    ``muon``/``original``: ``max(1, m/n)^½``; ``moonlight``/``match_rms_adamw``: ``coeff·max(m, n)^½``;
+    ``spectral``: ``(m/n)^½``; ``none``: 1. The same numbers ``scale_by_shape`` multiplies by, but
+    returned (one per parameter) so that they can enter a step size before a clamp, as NAMO's
+    ``min(α·0.2·max(m, n)^½, 1)`` (arXiv 2602.17080; minxin-zhg/namo ``src/namo.py``).
+    Example: a ``12 × 8`` matrix, ``"moonlight"`` → ``0.2·√12``.
+    """
+    rows, cols = ctx.mat_shape(x)
+    lead = x.shape[:-2]
+    factor = shape_scale(kind, rows, cols, coeff)
+    if kind in ("moonlight", "match_rms_adamw"):  # coeff, hence the factor, may be a runtime tensor
+        return torch.ones(lead, dtype=x.dtype, device=x.device) * factor
+    return torch.full(lead, factor, dtype=x.dtype, device=x.device)
+
+
+@shape_factor.reference
+def _(ctx, x, kind, coeff):
+    return torch.tensor(shape_scale(kind, x.shape[-2], x.shape[-1], float(coeff)), dtype=x.dtype)

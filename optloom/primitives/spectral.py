@@ -1,4 +1,5 @@
-"""Spectral clipping (SPECTRA, arXiv 2603.14315; algorithms.md §8, §16.4).
+"""Spectral clipping (SPECTRA, arXiv 2603.14315; github mlolab/llm-spectral-clipping) and its
+lr-tied threshold.
 
 Soft clip ``H_c(X) = (I + XXᵀ/c²)^{−1/2} X`` maps each singular value ``σ ↦ σ/sqrt(1 + σ²/c²)``
 and keeps the singular vectors; the hard clip ``σ ↦ min(σ, c)`` (by SVD) is its conceptual target.
@@ -7,16 +8,18 @@ is ``‖g‖``), members with more than two dimensions are viewed as ``(shape[0]
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
 
 from .context import Ctx
-from .registry import Positive, Tensor, primitive
+from .linalg import compute_dtype, oriented
+from .registry import Iters, NonNegative, Positive, Tensor, primitive
 
-Iters = Annotated[int, Field(ge=1, le=100)]
 Dtype = Literal["bfloat16", "float32", "float64"]
+WarmupSteps = Annotated[int, Field(ge=0)]
 
 
 def _member_ndim(ctx: Ctx, x: Tensor) -> int:
@@ -40,7 +43,8 @@ def _c(ctx: Ctx, c, like: Tensor):
 
 
 def inv_sqrt_coupled_ns(A: Tensor, alpha: Tensor, iters: int) -> Tensor:
-    """``A^{−1/2}`` of SPD ``A`` (last two dims) by the coupled Newton–Schulz iteration.
+    """``A^{−1/2}`` of SPD ``A`` (last two dims) by the coupled Newton–Schulz iteration
+    (``matrix_inv_sqrt_NS`` of SPECTRA's ``src/optim/post_process.py``).
 
     ``Â = A/α`` (α ≥ λ_max, so eig(Â) ⊂ (0, 1]); ``Y₀ = Â, Z₀ = I``; repeat
     ``T = ½(3I − ZY); Y ← YT; Z ← TZ``; then ``Z → Â^{−1/2}`` and ``A^{−1/2} ≈ Z/sqrt(α)``.
@@ -60,13 +64,15 @@ def inv_sqrt_coupled_ns(A: Tensor, alpha: Tensor, iters: int) -> Tensor:
                      "clip_spectral(0.05, 20, dtype = \"float64\")"))
 def clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0, iters: Iters = 10,
                   dtype: Dtype = "float32") -> Tensor:
-    """SPECTRA soft spectral clip ``H_c(X) = (I + XXᵀ/c²)^{−1/2} X`` (algorithms.md §8.1).
+    """SPECTRA soft spectral clip ``H_c(X) = (I + XXᵀ/c²)^{−1/2} X`` (arXiv 2603.14315).
 
     Each singular value ``σ ↦ σ / sqrt(1 + σ²/c²)`` (≈ σ for σ ≪ c, → c for σ ≫ c), singular
-    vectors unchanged. As ``clip_sigvals`` in mlolab/llm-spectral-clipping: wide orientation;
-    ``S = XXᵀ``; ``s = min(max_i Σ_j |S_ij|, ‖S‖_F)`` (Gershgorin / Frobenius bound on σ_max²,
-    per matrix); ``A = I + S/c²``, ``α = 1 + s/c²``; ``iters`` coupled Newton–Schulz steps give
-    ``A^{−1/2}``; output ``A^{−1/2} X``. Runs in ``dtype`` (SPECTRA's default is bfloat16).
+    vectors unchanged. As ``clip_sigvals`` in mlolab/llm-spectral-clipping
+    ``src/optim/post_process.py``: wide orientation; ``S = XXᵀ``;
+    ``s = min(max_i Σ_j |S_ij|, ‖S‖_F)`` (Gershgorin / Frobenius bound on σ_max², per matrix:
+    one parameter per call, as the official optimizer calls it); ``A = I + S/c²``,
+    ``α = 1 + s/c²``; ``iters`` coupled Newton–Schulz steps give ``A^{−1/2}``; output
+    ``A^{−1/2} X``. Runs in ``dtype`` (SPECTRA's default is bfloat16).
     Accuracy is limited by ``iters`` when ``σ_max/c`` is large: the smallest eigenvalue of
     ``A/α`` is ``λ ≈ c²/s``, which the iteration grows by ≈ 9/4 per step before it converges
     quadratically, so it needs ≈ ``ln(1/λ)/ln(9/4) + 3`` steps: 10 suffice up to
@@ -83,20 +89,17 @@ def clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0, iters: Iters = 10,
         cc = _c(ctx, c, v)
         out = torch.where(norm > cc, v / torch.sqrt(1 + (norm / cc) ** 2), v)
         return out.to(x.dtype)
-    X = _as_mats(ctx, x).to(work)
-    tall = X.shape[-2] > X.shape[-1]
-    if tall:
-        X = X.transpose(-2, -1)
-    S = X @ X.transpose(-2, -1)
-    gersh = S.abs().sum(dim=-1).amax(dim=-1, keepdim=True)[..., None]
-    fro = torch.linalg.vector_norm(S, dim=(-2, -1), keepdim=True)
-    s = torch.minimum(gersh, fro)
-    c2 = _c(ctx, c, X) ** 2
-    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
-    out = inv_sqrt_coupled_ns(eye + S / c2, 1 + s / c2, iters) @ X
-    if tall:
-        out = out.transpose(-2, -1)
-    return out.reshape(x.shape).to(x.dtype)
+
+    def clip(X):
+        S = X @ X.transpose(-2, -1)
+        gersh = S.abs().sum(dim=-1).amax(dim=-1, keepdim=True)[..., None]
+        fro = torch.linalg.vector_norm(S, dim=(-2, -1), keepdim=True)
+        s = torch.minimum(gersh, fro)
+        c2 = _c(ctx, c, X) ** 2
+        eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+        return inv_sqrt_coupled_ns(eye + S / c2, 1 + s / c2, iters) @ X
+
+    return oriented(clip, _as_mats(ctx, x).to(work)).reshape(x.shape).to(x.dtype)
 
 
 @clip_spectral.reference
@@ -104,30 +107,30 @@ def _(ctx, x, c, iters, dtype):
     if x.ndim <= 1:
         n = float(x.norm())
         return x / (1 + (n / c) ** 2) ** 0.5 if n > c else x
-    X = x.reshape(x.shape[0], -1).to(getattr(torch, dtype))
-    tall = X.shape[0] > X.shape[1]
-    X = X.T if tall else X
-    S = X @ X.T
-    s = min(float(S.abs().sum(1).max()), float(S.norm()))
-    I = torch.eye(S.shape[0], dtype=S.dtype)
-    alpha = 1 + s / c ** 2
-    Y, Z = (I + S / c ** 2) / alpha, I
-    for _ in range(iters):
-        T = (3 * I - Z @ Y) / 2
-        Y, Z = Y @ T, T @ Z
-    out = (Z / alpha ** 0.5) @ X
-    out = out.T if tall else out
-    return out.reshape(x.shape).to(x.dtype)
+
+    def clip(X):
+        S = X @ X.T
+        s = min(float(S.abs().sum(1).max()), float(S.norm()))
+        I = torch.eye(S.shape[0], dtype=S.dtype)
+        alpha = 1 + s / c ** 2
+        Y, Z = (I + S / c ** 2) / alpha, I
+        for _ in range(iters):
+            T = (3 * I - Z @ Y) / 2
+            Y, Z = Y @ T, T @ Z
+        return (Z / alpha ** 0.5) @ X
+
+    return oriented(clip, x.reshape(x.shape[0], -1).to(getattr(torch, dtype))).reshape(x.shape).to(x.dtype)
 
 
 @primitive(family="spectral", elementwise=False,
            examples=("hard_clip_spectral", "hard_clip_spectral(0.5)", "hard_clip_spectral(3.0)"))
 def hard_clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0) -> Tensor:
-    """Hard spectral clip ``U diag(min(σ, c)) Vᵀ`` by SVD (SPECTRA's target, algorithms.md §8.1).
+    """Hard spectral clip ``U diag(min(σ, c)) Vᵀ`` by SVD (SPECTRA's conceptual target, arXiv
+    2603.14315).
 
     Float32 or better. Vectors: ``g · min(1, c/‖g‖)``. Higher-dim members as ``(shape[0], −1)``.
     """
-    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    work = compute_dtype(x)
     if _member_ndim(ctx, x) <= 1:
         v = x.to(work)
         norm = torch.linalg.vector_norm(v, dim=ctx.reduce_dims(v), keepdim=True)
@@ -146,3 +149,31 @@ def _(ctx, x, c):
     X = x.reshape(x.shape[0], -1)
     U, sv, Vh = torch.linalg.svd(X, full_matrices=False)
     return (U @ torch.diag(sv.clamp(max=c)) @ Vh).reshape(x.shape)
+
+
+@primitive(family="spectral", elementwise=False, output="scalar",
+           examples=("warmup_threshold(5.0, 1e-3, 2.5e-4, 2)", "warmup_threshold(1.0, 1e-3, 0.0, 5)",
+                     "warmup_threshold(2.0, 1e-3, 1e-3)"))
+def warmup_threshold(ctx: Ctx, c: Positive = 1.0, peak_lr: Positive = 1e-3, lr: NonNegative = 1e-3,
+                     warmup_steps: WarmupSteps = 0) -> Tensor:
+    """A clip threshold tied to the lr schedule during warm-up (SPECTRA, arXiv 2603.14315;
+    mlolab/llm-spectral-clipping ``src/optim/spectra.py``, ``_get_current_clip_c``).
+
+    ``c_t = c·η₀/η_t`` while ``step ≤ warmup_steps`` (keeps ``c_t·η_t`` constant), ``c_t = c``
+    afterwards; ``η₀ = peak_lr`` (the schedule's peak), ``η_t = lr`` (the current lr, as a
+    scheduler sets it). ``step`` is the 1-based step count, so steps ``1 … warmup_steps`` are
+    warm-up. ``lr = 0`` during warm-up gives ``c_t = ∞`` (no clipping), never NaN (the official
+    code divides by ``max(lr, 1e-10)``). Takes no tensor input: call it as a value, e.g.
+    ``clip_spectral(c = warmup_threshold(c, peak_lr, lr, warmup_steps))``.
+    Example: ``c = 5``, ``peak_lr = 1e-3``, ``lr = 2.5e-4`` at step 100 of 2000 → ``20``.
+    """
+    step = torch.as_tensor(ctx.step)
+    c, peak_lr, lr = (torch.as_tensor(v, dtype=torch.float64, device=step.device) for v in (c, peak_lr, lr))
+    return torch.where(step <= warmup_steps, c * peak_lr / lr, c)
+
+
+@warmup_threshold.reference
+def _(ctx, c, peak_lr, lr, warmup_steps):
+    if float(ctx.step) <= warmup_steps:
+        return c * peak_lr / lr if lr > 0 else math.inf
+    return c

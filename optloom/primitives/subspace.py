@@ -1,105 +1,49 @@
-"""Subspaces and rotations: seeded range sketches, project/lift, ARO's rotated frame
-(algorithms.md §2, §5, §17.7).
+"""Subspaces of a matrix's row or column space: bases (random sketches, singular vectors, the
+DCT), the selection of basis vectors, and the coordinates of a matrix in a basis and back.
 
-Randomness is *counter-based*: every random number is a pure function of
-``(seed, step, parameter id, index)`` computed with int64 tensor ops (murmur3's 32-bit finalizer
-over a Weyl sequence). No ``torch.Generator``: the sketch traces into torch.fx / torch.compile
-graphs, needs no RNG state in ``state_dict``, and a run resumed at the same step count with the
-same parameter ids draws the same columns.
+A basis ``q`` with orthonormal columns acts on one side of an ``m × n`` matrix ``X``: the right
+(``X q``, ``q`` spans part of ``Rⁿ``) or the left (``qᵀ X``, part of ``Rᵐ``). ``side`` picks it
+with the one rule of :func:`.linalg.side_right`: ``"right"``/``"left"`` force it, ``"auto"`` is
+right iff ``m > n`` (the wide orientation) and ``"std"`` right iff ``m ≥ n`` (GaLore's rule).
+Give a basis and its uses the same side: ``let q = svd_basis(x, side = s)``, then
+``project(y, q, s)`` and ``lift(z, q, s)``. Bases that cost a decomposition belong inside
+``every(T, ...)``, which refreshes them every ``T`` steps and caches them.
+
+The DCT basis (Modoranu et al., arXiv 2505.17967; IST-DASLab/ISTA-DASLab-Optimizers
+``ista_daslab_optimizers/fft_low_rank/``) is fixed, and a subset of it is selected per step: with
+``Q`` the orthogonal ``d × d`` DCT matrix of the std side, the coordinates are ``S = A Q`` (right,
+``d = n``) or ``S = Qᵀ A`` (left, ``d = m``); ``let S = project(A, Q, "std")``,
+``let idx = dct_select(S, r)``, ``take(S, idx)`` (= ``project(A, take(Q, idx, "right"), "std")``,
+at ``r/d`` of the cost) and back with ``lift(y, take(Q, idx, "right"), "std")``. Indices are
+int64 tensors (``(r,)`` per parameter) in descending order of score, so the ``k``-th low-rank
+coordinate belongs to the basis vector ``idx[k]``: a state kept in these coordinates (DCT-AdamW's
+Adam moments) is ordered.
 """
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
 
 from .context import Ctx
-from .normalizers import base_map_fn
-from .polar import compute_dtype, householder_q
-from .registry import Frame, State, Tensor, primitive
+from .linalg import Side, compute_dtype, householder_q, side_right
+from .registry import Fraction, Tensor, primitive, sample_normal
+from .streams import Seed, hash_key, hash_stream, py_hash_stream, uniform
 
-M32 = 0xFFFFFFFF
-GOLDEN = 0x9E3779B9
-Side = Literal["auto", "std", "left", "right"]
 Rank = Annotated[int, Field(ge=1, le=65536)]
-Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
-Iters = Annotated[int, Field(ge=1, le=100)]
+BasisRank = Annotated[int, Field(ge=0, le=65536)]
+BasisSide = Literal["std", "left", "right"]
+EllNorm = Annotated[int, Field(ge=1, le=16)]
 
 
-# ---- counter-based hashing (tensor version and the plain-int version it must equal) --------------
-
-def _mul32(x: Tensor, c: int) -> Tensor:
-    """``(x·c) mod 2³²`` for ``0 ≤ x < 2³²`` without int64 overflow (16-bit split)."""
-    lo = (x & 0xFFFF) * c
-    hi = (((x >> 16) * c) & 0xFFFF) << 16
-    return (lo + hi) & M32
+def _side_dim(shape: tuple[int, ...], side: str) -> int:
+    """The dimension of the space a basis on ``side`` of an ``m × n`` matrix spans."""
+    return shape[-1] if side_right(shape[-2], shape[-1], side) else shape[-2]
 
 
-def _fmix(h: Tensor) -> Tensor:
-    h = h ^ (h >> 16)
-    h = _mul32(h, 0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = _mul32(h, 0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def hash_key(seed: int, step, ids) -> Tensor:
-    """Per-parameter 32-bit key from ``(seed, step, id)``: shape of ``ids`` (``(B,)`` or ``()``)."""
-    ids = torch.as_tensor(ids, dtype=torch.int64)
-    step = torch.as_tensor(step).to(torch.int64)
-    h = _fmix(torch.full_like(ids, (seed ^ GOLDEN) & M32))
-    h = _fmix(h ^ (ids & M32))
-    return _fmix(h ^ (step & M32))
-
-
-def hash_stream(key: Tensor, count: int) -> Tensor:
-    """``count`` 32-bit values per key: ``fmix(key + GOLDEN·j)``, shape ``(*key.shape, count)``."""
-    j = torch.arange(count, dtype=torch.int64, device=key.device)
-    return _fmix((key.unsqueeze(-1) + _mul32(j, GOLDEN)) & M32)
-
-
-def py_hash_stream(seed: int, step: int, pid: int, count: int) -> list[int]:
-    """The same stream in plain Python integers (used by the references)."""
-    def fmix(h: int) -> int:
-        h ^= h >> 16
-        h = (h * 0x85EBCA6B) & M32
-        h ^= h >> 13
-        h = (h * 0xC2B2AE35) & M32
-        return h ^ (h >> 16)
-    key = fmix(fmix(fmix((seed ^ GOLDEN) & M32) ^ (pid & M32)) ^ (int(step) & M32))
-    return [fmix((key + GOLDEN * j) & M32) for j in range(count)]
-
-
-def _uniform(bits: Tensor, dtype: torch.dtype) -> Tensor:
-    """Uniform in (0, 1) from the top 24 bits."""
-    return ((bits >> 8).to(dtype) + 0.5) / float(1 << 24)
-
-
-# ---- the side of a matrix a basis acts on ------------------------------------------------------
-
-def side_right(rows: int, cols: int, side: str) -> bool:
-    """Whether ``side`` is the right side (``X q``, a basis of ``Rⁿ``) for a ``rows × cols`` matrix
-    ``X``. ``"right"`` / ``"left"`` force it; the automatic rules differ on square ``X`` only:
-    ``"auto"`` is right iff ``rows > cols`` (the wide orientation: left when square) and ``"std"``
-    right iff ``rows ≥ cols`` (GaLore's std side: right when square). The one side rule of the
-    subspace family (``project``, ``lift``, ``range_sketch``, ``dct_basis``, ``dct_select``, ``take``,
-    ``svd_basis``)."""
-    if side == "auto":
-        return rows > cols
-    if side == "std":
-        return rows >= cols
-    if side in ("left", "right"):
-        return side == "right"
-    raise ValueError(f"unknown side {side!r} (auto | std | left | right)")
-
-
-def _oriented(x: Tensor, side: str) -> tuple[Tensor, bool]:
-    """The matrix whose *column space* is sketched, and whether it is ``xᵀ``."""
-    right = side_right(x.shape[-2], x.shape[-1], side)
-    return (x.transpose(-2, -1) if right else x), right
-
+# ---- random range sketches -----------------------------------------------------------------------
 
 @primitive(family="subspace", elementwise=False, needs_matrix=True,
            examples=("range_sketch(3)", "range_sketch(2, seed = 7)", "range_sketch(3, \"gaussian\")",
@@ -108,17 +52,19 @@ def _oriented(x: Tensor, side: str) -> tuple[Tensor, bool]:
 def range_sketch(ctx: Ctx, x: Tensor, rank: Rank, method: Literal["col_select", "gaussian"] = "col_select",
                  seed: Seed = 0, power_iters: Annotated[int, Field(ge=0, le=10)] = 0,
                  side: Side = "auto") -> Tensor:
-    """Orthonormal basis ``Q`` of a random ``r``-dim subspace of a range (Low-rank Muon, §5.1).
+    """Orthonormal basis ``Q`` of a random ``r``-dim subspace of a range (Low-rank Muon, He, Deng &
+    Lu, arXiv 2509.11983; dengzhanwang/Low-rank-Muon ``train_gpt_*.py``).
 
     ``side="auto"`` sketches the wide orientation (``range(X) ⊂ Rᵐ`` if ``m ≤ n``, else
     ``range(Xᵀ) ⊂ Rⁿ``), ``"std"`` the same except that a square ``X`` sketches ``range(Xᵀ)``,
     ``"left"``/``"right"`` force one (``side_right``); ``Q`` is ``(d, r)``, ``d`` that side's
     dimension, ``r = min(rank, m, n)``. ``col_select`` (the paper's code): ``r`` distinct random
-    columns ``Y = X[:, idx]``; ``gaussian``: ``Y = (XXᵀ)^q X Ω`` with ``Ω`` standard normal
-    (``q = power_iters``, re-orthonormalized between steps). ``Q = qr(Y).Q`` in float32+, signs
-    with ``diag(R) ≥ 0``. Randomness is a pure function of ``(seed, step, parameter id)``.
+    columns ``Y = X[:, idx]``; ``gaussian`` (the paper's power-iteration variant):
+    ``Y = (XXᵀ)^q X Ω`` with ``Ω`` standard normal (``q = power_iters``, re-orthonormalized
+    between steps). ``Q = qr(Y).Q`` in float32+, signs with ``diag(R) ≥ 0``. Randomness is a pure
+    function of ``(seed, step, parameter id)`` (:mod:`.streams`).
     """
-    X, _ = _oriented(x, side)
+    X = x.transpose(-2, -1) if side_right(x.shape[-2], x.shape[-1], side) else x
     X = X.to(compute_dtype(x))
     n = X.shape[-1]
     r = min(rank, x.shape[-2], x.shape[-1])
@@ -128,7 +74,7 @@ def range_sketch(ctx: Ctx, x: Tensor, rank: Rank, method: Literal["col_select", 
         Y = X.gather(-1, idx.unsqueeze(-2).expand(*X.shape[:-1], r))
     else:
         bits = hash_stream(key, 2 * n * r)
-        u1, u2 = _uniform(bits[..., 0::2], X.dtype), _uniform(bits[..., 1::2], X.dtype)
+        u1, u2 = uniform(bits[..., 0::2], X.dtype), uniform(bits[..., 1::2], X.dtype)
         omega = (torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)).reshape(*key.shape, n, r)
         Y = X @ omega
         for _ in range(power_iters):
@@ -156,7 +102,166 @@ def _(ctx, x, rank, method, seed, power_iters, side):
     return qr(Y)
 
 
+# ---- singular vectors ----------------------------------------------------------------------------
+
+def _fix_signs(Q: Tensor) -> Tensor:
+    """Flip each column so that its entry of largest magnitude is positive (first one on ties):
+    singular vectors are defined up to sign; this makes the basis a function of the input."""
+    idx = Q.abs().argmax(dim=-2, keepdim=True)
+    s = torch.where(Q.gather(-2, idx) < 0, -1.0, 1.0).to(Q.dtype)
+    return Q * s
+
+
+def _keep(d: int, density: Tensor | float, r: int, like: Tensor) -> Tensor:
+    """0/1 per column: the first ``max(1, round(density·d))`` of ``r`` columns (half to even)."""
+    k = torch.clamp(torch.round(torch.as_tensor(density, dtype=torch.float64) * d), 1, r)
+    if k.ndim == 1:  # a per-parameter density (B,)
+        k = k.unsqueeze(-1)
+    j = torch.arange(r, dtype=torch.float64, device=like.device)
+    return (j < k.to(like.device)).to(like.dtype).unsqueeze(-2)
+
+
 @primitive(family="subspace", elementwise=False, needs_matrix=True,
+           examples=("svd_basis", "svd_basis(2)", "svd_basis(side = \"left\")", "svd_basis(3, \"right\")",
+                     "svd_basis(density = 0.5)", "svd_basis(0, \"left\", 0.25)"))
+def svd_basis(ctx: Ctx, x: Tensor, rank: BasisRank = 0, side: BasisSide = "std", density: Fraction = 1.0) -> Tensor:
+    """Orthonormal singular vectors of ``x = UΣVᵀ`` (thin SVD, float32+, descending ``σ``) on one
+    side, as the columns of ``Q``: ``V[:, :r]`` (``n × r``, right) or ``U[:, :r]`` (``m × r``, left).
+    Conda's rotation (arXiv 2509.24218; jie040109/Conda ``conda_torch/projector.py``) and FRUGAL's
+    GaLore/SVD projector (arXiv 2411.07837; fzmushko/FRUGAL ``frugal/galore_projector.py``).
+
+    ``side="std"`` is GaLore's/Conda's ``std`` rule: right when ``rows ≥ cols``, else left.
+    ``r = rank`` (``0``: all ``min(m, n)``; clipped to ``min(m, n)``). ``density < 1`` keeps the
+    first ``max(1, round(density·min(m, n)))`` columns and zeroes the others (FRUGAL's
+    ``r = round(density·dim)`` with a runtime density: the shape stays ``r``). Each column's
+    largest-magnitude entry is made positive (singular vectors are defined up to sign).
+
+    With ``q = svd_basis(x, side = s)``, ``project(y, q, s)`` is ``y V`` / ``Uᵀ y`` and ``lift(z, q,
+    s)`` is ``z Vᵀ`` / ``U z``: Conda's ``g' = G Pᵀ`` with ``P = Vᵀ`` (or ``Pᵀ G`` with ``P = U``).
+    Use ``every(T, svd_basis(...))`` to refresh the basis every ``T`` steps and cache it.
+    """
+    rows, cols = x.shape[-2], x.shape[-1]
+    r = min(rank, rows, cols) if rank > 0 else min(rows, cols)
+    U, _, Vh = torch.linalg.svd(x.to(compute_dtype(x)), full_matrices=False)
+    Q = Vh.transpose(-2, -1)[..., :r] if side_right(rows, cols, side) else U[..., :r]
+    Q = _fix_signs(Q)
+    if isinstance(density, Tensor) or density < 1.0:
+        Q = Q * _keep(min(rows, cols), density, r, Q)
+    return Q
+
+
+@svd_basis.reference
+def _(ctx, x, rank, side, density):
+    # eigenvectors of the Gram matrix on the chosen side, sorted by decreasing eigenvalue
+    m, n = x.shape
+    right = side_right(m, n, side)
+    G = x.T @ x if right else x @ x.T
+    w, E = torch.linalg.eigh(G.to(torch.float64))
+    E = E[:, torch.argsort(w, descending=True)][:, :min(m, n)]
+    r = min(rank, m, n) if rank > 0 else min(m, n)
+    Q = E[:, :r]
+    for j in range(r):
+        i = int(Q[:, j].abs().argmax())
+        if Q[i, j] < 0:
+            Q[:, j] = -Q[:, j]
+    k = max(1, min(r, round(float(density) * min(m, n))))
+    Q[:, k:] = 0.0
+    return Q.to(x.dtype)
+
+
+# ---- the DCT basis and dynamic column selection --------------------------------------------------
+
+def dct_matrix(d: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Tensor:
+    """``Q_ij = sqrt(2/d)·cos(π·i·(2j+1)/(2d))``, row 0 times ``sqrt(1/2)`` (orthogonal; computed in
+    float64, returned in ``dtype``), as ``dct3_matrix`` of ``ista_daslab_optimizers/utils/dct.py``."""
+    i = torch.arange(d, dtype=torch.float64, device=device).unsqueeze(1)
+    j = torch.arange(d, dtype=torch.float64, device=device).unsqueeze(0)
+    scale = torch.where(i == 0, torch.full_like(i, math.sqrt(1.0 / d)), torch.full_like(i, math.sqrt(2.0 / d)))
+    return (scale * torch.cos((math.pi / (2 * d)) * i * (2 * j + 1))).to(dtype)
+
+
+@primitive(family="subspace", elementwise=False, needs_matrix=True,
+           examples=("dct_basis", "dct_basis(side = \"left\")", "dct_basis(side = \"right\")",
+                     "dct_basis(side = \"auto\")"))
+def dct_basis(ctx: Ctx, x: Tensor, side: Side = "std") -> Tensor:
+    """The ``d × d`` orthogonal DCT matrix for ``x``'s side (``d = n`` on the right — ``rows ≥ cols``
+    for ``side="std"``, ``rows > cols`` for ``"auto"`` — else ``d = m``):
+    ``Q_ij = sqrt(2/d)·cos(π·i(2j+1)/(2d))``, row 0 times ``sqrt(1/2)``. It reads only ``x``'s shape
+    (the paper's fixed basis, the same for every layer of that size; ``S = A Q`` applies DCT-III
+    to ``A``'s rows). Computed in float64, returned in ``x``'s dtype."""
+    d = _side_dim(x.shape, side)
+    q = dct_matrix(d, x.dtype, x.device)
+    return q.expand(*x.shape[:-2], d, d)
+
+
+@dct_basis.reference
+def _(ctx, x, side):
+    d = _side_dim(x.shape, side)
+    rows = []
+    for i in range(d):
+        c = math.sqrt(1.0 / d) if i == 0 else math.sqrt(2.0 / d)
+        rows.append([c * math.cos(math.pi * i * (2 * j + 1) / (2 * d)) for j in range(d)])
+    return torch.tensor(rows, dtype=x.dtype)
+
+
+@primitive(family="subspace", elementwise=False, needs_matrix=True,
+           examples=("dct_select(2)", "dct_select(3, ell_norm = 2)", "dct_select(2, side = \"left\")",
+                     "dct_select(100)", "dct_select(2, side = \"auto\")"))
+def dct_select(ctx: Ctx, s: Tensor, rank: Rank, ell_norm: EllNorm = 1, side: Side = "std") -> Tensor:
+    """Dynamic column selection (arXiv 2505.17967; ``fft_low_rank/dct_adamw.py``): the indices of
+    the ``r = min(rank, d)`` columns (right side) or rows (left side) of ``s`` with the largest
+    ℓ_p norms (``p = ell_norm``; the paper's default 1), in descending order of norm, as an int64
+    tensor of ``r`` entries. ``s`` is normally ``project(A, Q, "std")``; ties (probability 0 for
+    continuous data) are broken by ``topk``."""
+    right = side_right(s.shape[-2], s.shape[-1], side)
+    scores = torch.linalg.vector_norm(s, ord=ell_norm, dim=-2 if right else -1)
+    r = min(rank, scores.shape[-1])
+    return torch.topk(scores, r, dim=-1, largest=True, sorted=True).indices
+
+
+@dct_select.reference
+def _(ctx, s, rank, ell_norm, side):
+    right = side_right(s.shape[0], s.shape[1], side)
+    vecs = s.T if right else s  # one row per candidate
+    scores = [float(sum(abs(float(v)) ** ell_norm for v in row)) ** (1.0 / ell_norm) for row in vecs]
+    order = sorted(range(len(scores)), key=lambda k: -scores[k])
+    return torch.tensor(order[: min(rank, len(scores))], dtype=torch.int64)
+
+
+def _take_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Contract inputs of ``take``: a random matrix and two distinct random indices of its side."""
+    return sample_normal(gen, shape), torch.randperm(_side_dim(shape, args["side"]), generator=gen)[:2]
+
+
+@primitive(family="subspace", elementwise=False, needs_matrix=True, samples=_take_samples,
+           examples=("take(dct_select(grad, 2))", "take(dct_select(grad, 2, side = \"auto\"), \"auto\")",
+                     "take(dct_select(grad, 2, side = \"right\"), \"right\")",
+                     "take(dct_select(grad, 2, side = \"left\"), \"left\")"))
+def take(ctx: Ctx, s: Tensor, idx: Tensor, side: Side = "std") -> Tensor:
+    """The columns ``s[:, idx]`` (right side; ``rows ≥ cols`` for ``side="std"``, ``rows > cols``
+    for ``"auto"``) or the rows ``s[idx, :]`` (left side) of ``s``, in the order of ``idx`` (from
+    ``dct_select``). With ``s = Q`` and ``side="right"`` it gives the selected basis
+    ``Q_r = Q[:, idx]`` (``d × r``)."""
+    idx = idx.to(torch.int64)
+    if side_right(s.shape[-2], s.shape[-1], side):
+        return s.gather(-1, idx.unsqueeze(-2).expand(*s.shape[:-1], idx.shape[-1]))
+    return s.gather(-2, idx.unsqueeze(-1).expand(*s.shape[:-2], idx.shape[-1], s.shape[-1]))
+
+
+@take.reference
+def _(ctx, s, idx, side):
+    cols = [int(k) for k in idx]
+    return s[:, cols] if side_right(s.shape[0], s.shape[1], side) else s[cols, :]
+
+
+# ---- coordinates in a basis and back -------------------------------------------------------------
+
+def _project_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Contract inputs of ``project``: a random matrix and a random 2-column basis of its side."""
+    return sample_normal(gen, shape), sample_normal(gen, (_side_dim(shape, args["side"]), 2))
+
+
+@primitive(family="subspace", elementwise=False, needs_matrix=True, samples=_project_samples,
            examples=("project(dct_basis(grad))", "project(dct_basis(grad), \"std\")",
                      "project(dct_basis(grad, \"left\"), side = \"left\")",
                      "project(range_sketch(grad, 2, side = \"right\"), \"right\")"))
@@ -194,7 +299,16 @@ def _lift_right(y: Tensor, q: Tensor, side: str) -> bool:
     return y.shape[-1] == q.shape[-1] and side_right(y.shape[-2], q.shape[-2], side)
 
 
-@primitive(family="subspace", elementwise=False, needs_matrix=True,
+def _lift_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Contract inputs of ``lift``: random coordinates ``Y`` of an ``m × n`` matrix in a random
+    2-column basis ``q`` on the side ``project`` chooses for it."""
+    m, n = shape[-2], shape[-1]
+    if side_right(m, n, args["side"]):
+        return sample_normal(gen, (m, 2)), sample_normal(gen, (n, 2))
+    return sample_normal(gen, (2, n)), sample_normal(gen, (m, 2))
+
+
+@primitive(family="subspace", elementwise=False, needs_matrix=True, samples=_lift_samples,
            examples=("lift(dct_basis(grad))", "lift(dct_basis(grad), \"std\")",
                      "lift(dct_basis(grad, \"right\"), side = \"right\")",
                      "lift(dct_basis(grad, \"left\"), \"left\")"))
@@ -219,84 +333,3 @@ def lift(ctx: Ctx, y: Tensor, q: Tensor, side: Side = "auto") -> Tensor:
 @lift.reference
 def _(ctx, y, q, side):
     return y @ q.T if _lift_right(y, q, side) else q @ y
-
-
-# ---- ARO's rotated frame (§2) -------------------------------------------------------------------
-
-def wide(x: Tensor) -> Tensor:
-    """The wide orientation of the last two dims (transpose tall matrices)."""
-    return x.transpose(-2, -1) if x.shape[-2] > x.shape[-1] else x
-
-
-def aro_rotation(M: Tensor, R_prev: Tensor, policy: str, iters: int = 5) -> Tensor:
-    """One step of ARO's norm-informed rotation policy on *wide* matrices (last two dims):
-    ``R = qr_q(M f(R_prevᵀ M)ᵀ)`` with ``f`` the base map (§2.2 steps 2–3)."""
-    F = base_map_fn(R_prev.transpose(-2, -1) @ M, policy, iters)
-    return householder_q(M @ F.transpose(-2, -1))
-
-
-def frame_in(x: Tensor, R: Tensor) -> Tensor:
-    """``x`` in the rotated frame: ``Rᵀ x`` for wide/square members, ``x R`` for tall ones."""
-    R = R.to(x.dtype)
-    return (R.transpose(-2, -1) @ x) if x.shape[-2] <= x.shape[-1] else x @ R
-
-
-def frame_back(y: Tensor, R: Tensor) -> Tensor:
-    """Inverse of :func:`frame_in`: ``R y`` for wide/square members, ``y Rᵀ`` for tall ones."""
-    R = R.to(y.dtype)
-    return (R @ y) if y.shape[-2] <= y.shape[-1] else y @ R.transpose(-2, -1)
-
-
-def _eye_like_wide(ctx, x: Tensor) -> Tensor:
-    k = min(x.shape[-2], x.shape[-1])
-    eye = torch.eye(k, dtype=torch.float32, device=x.device)
-    return eye.expand(*x.shape[:-2], k, k).clone()
-
-
-@primitive(family="subspace", elementwise=False, needs_matrix=True,
-           state=(State("rotation", init=_eye_like_wide, dtype="float32",
-                        doc="ARO's rotation R (min(m,n)², float32, identity at start)"),),
-           examples=("rotate", "rotate(\"row_normalize\")", "rotate(\"sign\")", "rotate(\"sinkhorn\", 3)"))
-def rotate(ctx: Ctx, x: Tensor, policy: Literal["sinkhorn", "row_normalize", "sign"] = "sinkhorn",
-           iters: Iters = 5) -> Tensor:
-    """Enter ARO's adaptively rotated frame (arXiv 2602.09006; algorithms.md §2).
-
-    One step of the norm-informed rotation policy, in the wide orientation (``M`` is the input,
-    transposed when tall — this keeps ``C`` full rank and avoids the tall-matrix hazard of §2.2):
-    ``R_t = qr_q(M f(R_{t−1}ᵀ M)ᵀ)`` with the base map ``f`` = ``policy`` (``sinkhorn(iters)``,
-    ``row_normalize`` or ``sign``). ``R`` (``min(m,n)²``, float32, identity at start) is this
-    stage's state. Returns the input in the rotated frame: ``R_tᵀ x`` (wide/square) or ``x R_t``
-    (tall). The rest of the pipeline runs in that frame and its result is rotated back
-    (``R_t y`` / ``y R_tᵀ``) before it reaches the parameter — that half is done by the compiler
-    (``subspace.frame_back``), so ``grad |> ema(0.95) |> rotate("sinkhorn") |> sinkhorn(orient =
-    "wide")`` is ARO's ``U = R_t f(R_tᵀ M)``. Base maps inside the frame should use
-    ``orient = "wide"`` so that tall matrices see ARO exactly as their transposes would.
-    """
-    cd = compute_dtype(x)
-    R_prev = ctx.state("rotation", x).to(cd)
-    R = aro_rotation(wide(x).to(cd), R_prev, policy, iters).to(torch.float32)
-    ctx.set_state("rotation", R)
-    return frame_in(x, R)
-
-
-@rotate.reference
-def _(ctx, x, policy, iters):
-    M = x.T if x.shape[0] > x.shape[1] else x
-    R_prev = ctx.state("rotation", x).to(x.dtype)
-    X1 = R_prev.T @ M
-    if policy == "sign":
-        F = torch.sign(X1)
-    else:
-        F = X1
-        for _ in range(iters if policy == "sinkhorn" else 1):
-            F = F / F.norm(dim=1, keepdim=True).clamp(min=1e-8) * F.shape[1] ** 0.5
-            if policy == "sinkhorn":
-                F = F / F.norm(dim=0, keepdim=True).clamp(min=1e-8) * F.shape[0] ** 0.5
-    R = householder_q(M @ F.T).to(torch.float32)
-    ctx.set_state("rotation", R)
-    Rd = R.to(x.dtype)
-    return Rd.T @ x if x.shape[0] <= x.shape[1] else x @ Rd
-
-
-# the compiler maps the rest of the pipeline back out of the rotated frame (registry.Frame)
-rotate.frame = Frame(state="rotation", enter=frame_in, leave=frame_back)
