@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import optloom
-from optloom.primitives.subspace import frame_back, frame_in
+from optloom.primitives.rotation import frame_back, frame_in
 from tests.reference.aro import ARO
 from tests.reference.common import newton_schulz as ref_ns
 

@@ -49,7 +49,7 @@ import tests.reference as R
 from optloom.primitives import Ctx
 from optloom.primitives.kronecker import gram, inv_root, sym, trace
 from optloom.primitives.sampling import sample_layers
-from optloom.primitives.subspace import py_hash_stream
+from optloom.primitives.streams import py_hash_stream
 from tests.reference.frontier import suffix_active_set
 from tests.spec_harness import (MATRICES, SHAPES, SPECS, Composite, assert_close, check_bitwise_resume,  # noqa: F401
                                 check_trains, one_thread, params, run_pair)

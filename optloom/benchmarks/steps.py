@@ -46,7 +46,7 @@ def ns_flops(program: Any, named) -> tuple[int, int]:
 
 def ns_dtype(program: Any, device: torch.device, overrides: dict | None = None) -> str:
     """The dtype the spec's Newton–Schulz runs in on ``device`` (its ``ns_dtype`` hyperparameter)."""
-    from optloom.primitives.orthogonalize import resolve_dtype
+    from optloom.primitives.linalg import resolve_dtype
 
     name = {**program.defaults(), **(overrides or {})}.get("ns_dtype", "auto")
     return str(resolve_dtype(name, device)).removeprefix("torch.")
