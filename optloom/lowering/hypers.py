@@ -24,15 +24,22 @@ def fed_at_runtime(rule: ir.RuleIR, h: ir.HyperParam) -> bool:
     return h.type == "tuple" and not kinds.structural_value(h.default) and h.name in rule.runtime_args_only
 
 
+def split_names(rule: ir.RuleIR, hyperparams: dict[str, ir.HyperParam]) -> tuple[list[str], list[str]]:
+    """The hyperparameters the rule reads, sorted: (baked, fed at run time)."""
+    names = sorted(rule.hyper_names)
+    return ([n for n in names if not fed_at_runtime(rule, hyperparams[n])],
+            [n for n in names if fed_at_runtime(rule, hyperparams[n])])
+
+
 def structural_values(rule: ir.RuleIR, hyperparams: dict[str, ir.HyperParam], group: dict[str, Any]) -> dict[str, Any]:
     """The baked hyperparameters the rule reads, with the group's values (lists as tuples): part
     of a step graph's identity."""
-    return {n: _freeze(group[n]) for n in sorted(rule.hyper_names) if not fed_at_runtime(rule, hyperparams[n])}
+    return {n: freeze(group[n]) for n in split_names(rule, hyperparams)[0]}
 
 
 def runtime_values(rule: ir.RuleIR, hyperparams: dict[str, ir.HyperParam], group: dict[str, Any]) -> dict[str, Any]:
     """The runtime hyperparameters the rule reads, with the group's values (fed as 0-d tensors)."""
-    return {n: group[n] for n in sorted(rule.hyper_names) if fed_at_runtime(rule, hyperparams[n])}
+    return {n: group[n] for n in split_names(rule, hyperparams)[1]}
 
 
 def fake_runtime(runtime: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -43,5 +50,6 @@ def fake_runtime(runtime: dict[str, Any], device: torch.device) -> dict[str, Any
     return {k: kinds.rebuild(v, iter([leaf(x) for x in kinds.runtime_leaves(v)])) for k, v in runtime.items()}
 
 
-def _freeze(v: Any) -> Any:
-    return tuple(_freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+def freeze(v: Any) -> Any:
+    """A hyperparameter value as a graph-key part (lists as tuples, recursively)."""
+    return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v

@@ -15,7 +15,7 @@ from .. import kinds
 from ..backends import Backend
 from ..check import ir
 from ..check.program import Program
-from ..lowering.hypers import runtime_values, structural_values
+from ..lowering.hypers import freeze, split_names
 from ..lowering.interpret import phases
 from ..lowering.lower import GraphRequest
 from ..primitives.reductions import group_combine
@@ -28,12 +28,20 @@ class Executor:
         self.backend = backend
         self._scalars: dict[tuple, torch.Tensor] = {}
         self._scalar_values: dict[tuple, float] = {}
+        self._names: dict[int, tuple[list[str], list[str]]] = {}  # per rule: (baked, runtime) names
+
+    def _split(self, rule: ir.RuleIR) -> tuple[list[str], list[str]]:
+        """The rule's baked and runtime hyperparameter names (decided by lowering.hypers; once)."""
+        names = self._names.get(id(rule))
+        if names is None:
+            names = self._names[id(rule)] = split_names(rule, self.program.hyperparams)
+        return names
 
     def prepare(self, b: Bucket, hypers: dict[str, Any]) -> None:
         """Pick ``b``'s step graph for the step about to run (built on first use)."""
-        declared = self.program.hyperparams
-        structural = structural_values(b.rule, declared, hypers)
-        runtime = runtime_values(b.rule, declared, hypers)
+        baked, fed = self._split(b.rule)
+        structural = {n: freeze(hypers[n]) for n in baked}
+        runtime = {n: hypers[n] for n in fed}
         phase = phases(b.rule, structural, b.host_step + 1)
         group = b.rule_group if b.rule.uses_group else ()
         forms = tuple(len(v) if isinstance(v, (tuple, list)) else 0 for v in runtime.values())
@@ -50,7 +58,8 @@ class Executor:
         device, refilled (after validation) when the group's value changed."""
         device = b.params[0].device
         out = []
-        for name, value in runtime_values(b.rule, self.program.hyperparams, hypers).items():
+        for name in self._split(b.rule)[1]:
+            value = hypers[name]
             for i, leaf in enumerate(kinds.runtime_leaves(value)):
                 key = (b.group, name, i, str(device))
                 t = self._scalars.get(key)
@@ -100,3 +109,4 @@ class Executor:
         if bool(torch.isfinite(sums).all()):
             return True
         return all(bool(torch.isfinite(g).all()) for g in grads)
+
