@@ -1,6 +1,6 @@
 """Self-checks of the reference oracles (tests/reference) against independent ground truth:
 torch.optim (SGD, AdamW, Muon), pytorch_optimizer 4.1.0 (Lion, SignSGD, Conda; skipped if absent),
-scipy's DCT, exact SVD identities, and the numerical facts stated in /work/shared/algorithms.md.
+scipy's DCT, exact SVD identities, and the numerical facts argued in docs/derivations.md.
 
 Every test draws fresh random inputs (seeded per test for reproducibility, no zeros); tolerances
 are justified next to each assertion. Nothing here imports optloom.
@@ -159,7 +159,7 @@ def test_lion_signum_match_pytorch_optimizer():
 
 def test_conda_matches_pytorch_optimizer():
     """pytorch_optimizer refreshes the basis at 1-based steps 1, T, 2T…; the reference (official
-    code, §9.1) at t % T == 0 for 0-based t, i.e. 1, T+1, …: compare within the first period."""
+    code, jie040109/Conda conda_torch/projector.py; arXiv 2509.24218) at t % T == 0 for 0-based t, i.e. 1, T+1, …: compare within the first period."""
     po = _pytorch_optimizer()
     init = _rand_params(SHAPES, 6, vectors=[("bias", 7)])
     tp = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
@@ -207,7 +207,7 @@ def _known_spectrum(m, n, sigma, seed):
     return U[:, :k] @ torch.diag(sigma) @ V[:, :k].T, U[:, :k], V[:, :k]
 
 
-# Ranges from algorithms.md §0.1 for normalised σ ∈ [1e-3, 1]; "≈" there means 2 printed digits,
+# Ranges of docs/derivations.md#newton-schulz for normalised σ ∈ [1e-3, 1]; "≈" there means 2 printed digits,
 # so we widen each end by 0.01.
 NS_RANGES = {"muon": (0.47, 1.20), "polar_express": (0.85, 1.14)}
 
@@ -217,14 +217,14 @@ NS_RANGES = {"muon": (0.47, 1.20), "polar_express": (0.85, 1.14)}
 def test_newton_schulz_presets(preset, shape):
     k = min(shape)
     # log grid on [10^-2.5, 1]; after Frobenius normalisation (‖σ‖₂ ≈ 1.3) and the 1.02 safety the
-    # values stay within [1e-3, 1], where §0.1 states the ranges.
+    # values stay within [1e-3, 1], where docs/derivations.md#newton-schulz states the ranges.
     sigma = torch.logspace(-2.5, 0, k, dtype=F64)
     X, U, V = _known_spectrum(*shape, sigma, seed=21)
     O = R.newton_schulz(X, preset)
     s = 1.02 if preset == "polar_express" else 1.0
     normalised = sigma / (sigma.norm() * s + R.common.NS_NORMALIZATION[preset][1])
     assert normalised.min() >= 1e-3 and normalised.max() <= 1
-    # §16.3 oracle: NS(UΣVᵀ) = U p(σ̂) Vᵀ (float64: only roundoff, 1e-10 is generous).
+    # docs/derivations.md#newton-schulz oracle: NS(UΣVᵀ) = U p(σ̂) Vᵀ (float64: only roundoff, 1e-10 is generous).
     expect = U @ torch.diag(R.ns_scalar_map(normalised, preset)) @ V.T
     torch.testing.assert_close(O, expect, rtol=0, atol=1e-10)
     if preset in NS_RANGES:
@@ -240,7 +240,7 @@ def test_root_shape_table_and_hazard():
     # table lookup by (min, max) in both orientations; unknown shapes fall back to Muon's
     assert root_coeffs(2048, 8192) == root_coeffs(8192, 2048) == ROOT_COEFFS[(2048, 8192)]
     assert root_coeffs(10, 10) == R.common.MUON_COEFFS
-    # §4.1 hazard: square coefficients send a top normalised singular value ≈ 0.559 to ≈ 3.31.
+    # docs/derivations.md#root-coefficients hazard: square coefficients send a top normalised singular value ≈ 0.559 to ≈ 3.31.
     rest = math.sqrt((1 - 0.559**2) / 9)
     sigma = torch.tensor([0.559] + [rest] * 9, dtype=F64) * 7.3  # arbitrary overall scale
     X, U, V = _known_spectrum(10, 10, sigma, seed=22)
@@ -300,7 +300,7 @@ def test_soft_spectral_clip(ratio):
     torch.testing.assert_close(H, U @ torch.diag(sigma / torch.sqrt(1 + sigma**2 / c**2)) @ V.T,
                                rtol=0, atol=1e-12)
     torch.testing.assert_close(H, soft_spectral_clip_eigh(X, c), rtol=0, atol=1e-10)
-    # vectors (§8.1 as written): g/sqrt(1 + (‖g‖/c)²) only when ‖g‖ > c — the rule jumps at
+    # vectors (arXiv 2603.14315, as written): g/sqrt(1 + (‖g‖/c)²) only when ‖g‖ > c — the rule jumps at
     # ‖g‖ = c, so probe 1% on either side of the requested ratio.
     v = torch.randn(9, generator=torch.Generator().manual_seed(27), dtype=F64)
     for r in (ratio * 0.99, ratio * 1.01):
@@ -322,7 +322,7 @@ def test_spectra_with_huge_c_is_adamw():
 
 
 def test_auon_head_brake_is_negligible_on_large_gaussian():
-    """§3.2: for N ≥ 6e5 Gaussian entries r − 1 < 2e-6 (γ ∈ {1, 1.5}), so one HEAD step equals
+    """docs/derivations.md#auon-brake: for N ≥ 6e5 Gaussian entries r − 1 < 2e-6 (γ ∈ {1, 1.5}), so one HEAD step equals
     W − lr·N (Nesterov momentum) to 2e-6 relative; v1's update has ‖U‖_F = 1/(r+1e-8) ≈ 1."""
     g = torch.Generator().manual_seed(29)
     W = torch.randn(800, 800, generator=g, dtype=F64)
@@ -369,7 +369,7 @@ def test_aro_identity_rotation_sign_is_signum():
 
 
 def test_aro_left_singular_rotation_row_norm_is_muon_direction():
-    """§16.6: R = U (left singular vectors) and f = row_norm give √n·UVᵀ."""
+    """docs/derivations.md#aro-on-tall-matrices: R = U (left singular vectors) and f = row_norm give √n·UVᵀ."""
     sigma = torch.linspace(2.0, 0.3, 8, dtype=F64)
     M, U, V = _known_spectrum(8, 12, sigma, seed=34)
     torch.testing.assert_close(rotated_update(M, U, base_map("row_norm")), math.sqrt(12) * U @ V.T,
@@ -378,7 +378,7 @@ def test_aro_left_singular_rotation_row_norm_is_muon_direction():
 
 @pytest.mark.parametrize("shape", [(80, 48), (48, 80), (40, 40)])
 def test_aro_tall_matrix_hazard(shape):
-    """§2.2: perturbing the gradients by 1e-6 (relative) flips the as-written update direction on a
+    """docs/derivations.md#aro-on-tall-matrices: perturbing the gradients by 1e-6 (relative) flips the as-written update direction on a
     tall matrix (doc: cosine ≈ 0.6) but not on wide/square ones; the wide-oriented variant is stable
     everywhere. A well-posed map moves by O(1e-6·condition) ⇒ cosine 1 − O(1e-10)."""
     g = torch.Generator().manual_seed(35)
@@ -549,7 +549,7 @@ def test_drop_muon_freezes_inactive_and_matches_muon():
 
 
 def test_fismo_trust_region_and_factor_normalisation():
-    """With an exact polar, P^{1/2}ΔW Q^{1/2} = polar(M) has all singular values 1 (§12: the step
+    """With an exact polar, P^{1/2}ΔW Q^{1/2} = polar(M) has all singular values 1 (arXiv 2601.21750 Alg. 1: the step
     solves the trust region ‖P^{1/2}ΔW Q^{1/2}‖₂ ≤ η); P, Q stay symmetric with tr = m, n."""
     init = _rand_params({"w": (8, 12)}, 55)
     opt = R.FISMO(list(init.items()), lr=1.0, polar="svd", beta=0.9, gamma=0.9, mu=1e-2)
