@@ -2,7 +2,7 @@
 (``family=`` of each declaration), plus the shared helpers of :mod:`.linalg`, :mod:`.streams` and
 :mod:`.ns_coefficients`."""
 from . import (apply, elementwise, init, kronecker, moments, normalizers, orthogonalize,  # noqa: F401
-               reductions, rotation, sampling, shape, spectral, subspace)
+               precision, reductions, rotation, sampling, shape, spectral, subspace)
 from .context import Ctx
 from .registry import REGISTRY, Primitive, State, all_primitives, lookup, primitive
 

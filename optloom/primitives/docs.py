@@ -20,6 +20,7 @@ FAMILY_BLURB = {
     "kronecker": "Kronecker-factored preconditioners: factor statistics and inverse roots.",
     "moments": "Stateful stream primitives: moving averages, momentum, Adam, Lion.",
     "normalizers": "Division of an update by a statistic of itself: norms, row/column norms, Sinkhorn.",
+    "precision": "Casts to a named dtype (round-to-nearest, stochastic) and addcmul's once-rounded multiply-add.",
     "orthogonalize": "Orthogonal polar factors of matrices (Newton–Schulz, QDWH, SVD) and QR.",
     "reductions": "Statistics of each parameter (per-parameter scalars) and group reductions.",
     "rotation": "Adaptively rotated frames: the rest of the pipeline runs in a rotated basis.",

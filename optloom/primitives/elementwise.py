@@ -79,3 +79,44 @@ def _(ctx, x, tau):
 
 def _t(v, like: Tensor) -> Tensor:
     return v if isinstance(v, Tensor) else torch.tensor(v, dtype=like.dtype, device=like.device)
+
+
+# ---- tensor–tensor choices ------------------------------------------------------------------------
+
+@primitive(family="elementwise", examples=("where(grad, abs(grad))", "where(sign(grad), grad)"))
+def where(ctx: Ctx, cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``a`` where ``cond ≠ 0``, else ``b``, entry by entry (``torch.where``): the value of a
+    branch in an update rule, such as RAdam's rectified step (``where(rho > 5.0, rectified,
+    plain)``, arXiv 1908.03265, Alg. 2). ``cond`` is a comparison's 0/1 (or any number: nonzero is
+    true), a tensor, a per-parameter scalar or a runtime value; the three broadcast. The branch not
+    taken may hold NaN or ±inf (a square root of a negative number): it does not leak into the
+    result. Example: ``where(g > 0.0, g, zeros(g))`` is ``relu(g)``."""
+    like = next((t for t in (a, b, cond) if isinstance(t, Tensor) and t.ndim > 1), a)
+    c = ctx.bcast(cond, like)
+    c = c != 0 if isinstance(c, Tensor) else bool(c)
+    return torch.where(c, ctx.bcast(a, like), ctx.bcast(b, like))
+
+
+@where.reference
+def _(ctx, cond, a, b):
+    return torch.where(torch.as_tensor(cond) != 0, a, b)
+
+
+def _pairwise(name: str, op, doc: str):
+    def impl(ctx: Ctx, x: Tensor, y: Tensor) -> Tensor:
+        like = x if x.ndim >= y.ndim else y
+        return op(ctx.bcast(x, like), ctx.bcast(y, like))
+
+    impl.__doc__ = doc
+    impl.__name__ = name
+    prim = primitive(family="elementwise", name=name, examples=(f"{name}(abs(grad))", f"{name}(sign(grad))"))(impl)
+    prim.reference(lambda ctx, x, y: op(x, y))
+    return prim
+
+
+maximum = _pairwise("maximum", torch.maximum, """Entrywise maximum of two values ``max(x, y)`` (both
+may be tensors; scalars broadcast; NaN propagates, as ``torch.maximum``): AMSGrad's
+``v̂ ← max(v̂, v)`` (Reddi et al., arXiv 1904.09237, Alg. 2). ``max(x, c)`` takes a number ``c``.""")
+minimum = _pairwise("minimum", torch.minimum, """Entrywise minimum of two values ``min(x, y)`` (both
+may be tensors; scalars broadcast; NaN propagates, as ``torch.minimum``). ``min(x, c)`` takes a
+number ``c``.""")

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from .context import Ctx
 from .linalg import compute_dtype
-from .registry import Tensor, primitive
+from .registry import Tensor, primitive, sample_normal
 
 Side = Literal["rows", "cols"]
 EighDtype = Literal["float32", "float64"]
@@ -133,3 +133,101 @@ def _(ctx, x, w, side):
     if side == "rows":  # Σ_jk x[:, j] w_jk x[:, k]ᵀ / n
         return torch.einsum("ij,jk,lk->il", x, w, x) / n
     return torch.einsum("ji,jk,kl->il", x, w, x) / m
+
+
+# ---- outer products ----------------------------------------------------------------------------
+
+def _vector_dims(x: Tensor, batched: bool) -> int:
+    return x.ndim - (1 if batched else 0)
+
+
+def _as_column(x: Tensor, what: str) -> Tensor:
+    if x.shape[-1] == 1:
+        return x
+    if x.shape[-2] == 1:
+        return x.transpose(-2, -1)
+    raise ValueError(f"outer: {what} must be a column (…, m, 1) or a row (…, 1, m), got {tuple(x.shape[-2:])}")
+
+
+def _outer_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict) -> tuple[Tensor, Tensor]:
+    """Contract inputs: two vectors for a 1-D parameter, else a column (…, m, 1) and a row (…, 1, n)."""
+    if len(shape) == 1:
+        return sample_normal(gen, shape), sample_normal(gen, (shape[0] + 2,))
+    return sample_normal(gen, (*shape[:-1], 1)), sample_normal(gen, (*shape[:-2], 1, shape[-1]))
+
+
+@primitive(family="kronecker", elementwise=False, samples=_outer_samples, examples=("outer(grad)",))
+def outer(ctx: Ctx, x: Tensor, y: Tensor) -> Tensor:
+    """Outer product ``x yᵀ`` of two vectors per parameter: ``outer(x, y)ᵢⱼ = xᵢ yⱼ``.
+
+    ``x`` and ``y`` are 1-D values (an ``m``- and an ``n``-vector per member: the result is
+    ``m × n``) or kept-dimension statistics of a matrix — a column ``(…, m, 1)`` such as
+    ``row_mean(X)`` or a row ``(…, 1, n)`` such as ``col_mean(X)``, either orientation — giving
+    ``(…, m, n)`` over the same leading dims. Adafactor's factored second moment
+    ``V̂ = R Cᵀ / (1ᵀR)`` (Shazeer & Stern, arXiv 1804.04235, Alg. 4) is
+    ``outer(R, C) / col_mean(R)`` in torch.optim.Adafactor's means, stored as its m + n factors.
+    Example: ``outer([1, 2], [3, 4, 5]) = [[3, 4, 5], [6, 8, 10]]``.
+    """
+    if _vector_dims(x, ctx.batched) == 1 and _vector_dims(y, ctx.batched) == 1:
+        return x.unsqueeze(-1) * y.unsqueeze(-2)
+    if _vector_dims(x, ctx.batched) < 2 or _vector_dims(y, ctx.batched) < 2:
+        raise ValueError("outer: give two vectors, or a column/row statistic of a matrix for each side")
+    return _as_column(x, "x") * _as_column(y, "y").transpose(-2, -1)
+
+
+@outer.reference
+def _(ctx, x, y):
+    if x.ndim == 1 and y.ndim == 1:
+        return torch.einsum("i,j->ij", x, y)
+    xs = x.reshape(-1, x.shape[-2] * x.shape[-1])
+    ys = y.reshape(-1, y.shape[-2] * y.shape[-1])
+    out = torch.stack([torch.einsum("i,j->ij", a, b) for a, b in zip(xs, ys)])
+    return out.reshape(*x.shape[:-2], xs.shape[-1], ys.shape[-1])
+
+
+# ---- eigenvectors -------------------------------------------------------------------------------
+
+def _sym_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict) -> tuple[Tensor]:
+    """Contract input: a random symmetric positive semidefinite matrix ``X Xᵀ / n`` (a Kronecker
+    factor's statistic) — or the raw matrix when it is not square (refused on both sides)."""
+    x = sample_normal(gen, shape)
+    return (x @ x.transpose(-2, -1) / shape[-1] if shape[-1] == shape[-2] else x,)
+
+
+@primitive(family="kronecker", elementwise=False, needs_matrix=True, samples=_sym_samples,
+           examples=("eigh", "eigh(dtype = \"float64\")"))
+def eigh(ctx: Ctx, x: Tensor, dtype: EighDtype = "float32") -> Tensor:
+    """Orthonormal eigenvectors ``Q`` (columns) of each symmetric matrix ``A = sym(x)``,
+    ``A = Q diag(λ) Qᵀ``, in a deterministic order and sign: eigenvalues **descending**
+    (``λ₁ ≥ λ₂ ≥ …``; ``torch.linalg.eigh``'s ascending order reversed, as SOAP's
+    ``get_orthogonal_matrix``, nikhilvyas/SOAP ``soap.py``) and each column's entry of largest
+    magnitude positive (the first such entry on a tie). Computed by ``torch.linalg.eigh`` in
+    ``dtype`` or better (float64 inputs stay float64), returned in the input's dtype. A basis
+    refreshed every ``T`` steps is ``let Q = every(T, L |> eigh)`` (SOAP's eigenbasis of Shampoo's
+    factors, arXiv 2409.11321, Alg. 1; the cached ``Q`` is state). Eigenvectors of (nearly)
+    repeated eigenvalues are not unique: a rule that uses them should not depend on the choice
+    within such a subspace (SOAP's update does not). Example: ``[[2, 1], [1, 2]]`` →
+    ``[[0.707, 0.707], [0.707, −0.707]]`` (λ = 3, 1).
+    """
+    _square(x, "eigh")
+    cd = compute_dtype(x, getattr(torch, dtype))
+    a = x.to(cd)
+    _, V = torch.linalg.eigh((a + a.transpose(-2, -1)) * 0.5)
+    V = V.flip(-1)
+    big = V.abs().argmax(dim=-2, keepdim=True)
+    signs = torch.where(V.gather(-2, big) < 0, -1.0, 1.0).to(V.dtype)
+    return (V * signs).to(x.dtype)
+
+
+@eigh.reference
+def _(ctx, x, dtype):
+    _square(x, "eigh")
+    a = x.to(torch.float64)
+    lam, V = torch.linalg.eigh((a + a.T) / 2)
+    order = sorted(range(len(lam)), key=lambda i: -float(lam[i]))
+    cols = []
+    for i in order:
+        v = V[:, i]
+        k = max(range(len(v)), key=lambda j: (abs(float(v[j])), -j))
+        cols.append(v if v[k] > 0 else -v)
+    return torch.stack(cols, dim=1).to(x.dtype)

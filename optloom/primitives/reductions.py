@@ -139,6 +139,70 @@ def _(ctx, x, q):
     return v[lo] + (pos - lo) * (v[hi] - v[lo])
 
 
+# ---- reductions along one axis of a matrix --------------------------------------------------------
+
+def _axis_input(ctx: Ctx, x: Tensor, name: str) -> None:
+    if x.ndim - (1 if ctx.batched else 0) < 2:
+        raise ValueError(f"{name} needs parameters with at least 2 dims (a matrix per member), got shape "
+                         f"{tuple(x.shape[1:] if ctx.batched else x.shape)}")
+
+
+_AXIS_OPS = {"sum": lambda x, d: x.sum(dim=d, keepdim=True), "mean": lambda x, d: x.mean(dim=d, keepdim=True),
+             "max": lambda x, d: x.amax(dim=d, keepdim=True),
+             "norms": lambda x, d: torch.linalg.vector_norm(x, dim=d, keepdim=True)}
+_AXIS_MATH = {("sum", True): "Σⱼ Xᵢⱼ", ("mean", True): "(1/n)·Σⱼ Xᵢⱼ", ("max", True): "maxⱼ Xᵢⱼ",
+              ("norms", True): "(Σⱼ Xᵢⱼ²)^½", ("sum", False): "Σᵢ Xᵢⱼ", ("mean", False): "(1/m)·Σᵢ Xᵢⱼ",
+              ("max", False): "maxᵢ Xᵢⱼ"}
+
+
+def _axis_ref(x: Tensor, op: str, rows: bool) -> Tensor:
+    """Straightforward: sums as products with a ones vector (Adafactor's ``(G²)1ₙ`` and ``1ₘᵀ(G²)``)."""
+    if x.ndim < 2:
+        raise ValueError(f"needs a matrix, got shape {tuple(x.shape)}")
+    X = x if rows else x.transpose(-2, -1)
+    ones = torch.ones(X.shape[-1], 1, dtype=x.dtype)
+    if op == "max":
+        out = torch.stack([torch.stack([max(r) for r in m.reshape(-1, X.shape[-1]).unbind(0)])
+                           for m in X.reshape(-1, *X.shape[-2:])]).reshape(*X.shape[:-1], 1)
+    elif op == "norms":
+        out = ((X * X) @ ones).sqrt()
+    else:
+        out = (X @ ones) / (X.shape[-1] if op == "mean" else 1)
+    return out if rows else out.transpose(-2, -1)
+
+
+def _axis_prim(op: str, rows: bool):
+    name = f"{'row' if rows else 'col'}_{op}"
+    dim = -1 if rows else -2
+    kept = "``(…, m, 1)``: one value per row, a column" if rows else "``(…, 1, n)``: one value per column, a row"
+    doc = (f"{'Row' if rows else 'Column'} {op if op != 'norms' else 'Euclidean norms'} of the matrix in the "
+           f"last two dims of each parameter, kept as {kept}: ``{name}(X)_{'i' if rows else 'j'} = "
+           f"{_AXIS_MATH[op, rows]}``.\n\n"
+           "A parameter of more than 2 dims is a batch of matrices over its leading dims (as torch.optim.Adafactor "
+           "factors the last two dims); vectors are refused. The kept dimension broadcasts against the matrix "
+           "and makes a factored statistic cost m + n numbers: Adafactor's ``R = row_mean(G²)``, "
+           "``C = col_mean(G²)``, ``V̂ = outer(R, C) / col_mean(R)`` (Shazeer & Stern, arXiv 1804.04235, "
+           "Alg. 4; torch.optim.Adafactor uses means). Example: ``[[1, 2], [3, 4]]`` → "
+           + {("sum", True): "``[[3], [7]]``", ("sum", False): "``[[4, 6]]``",
+              ("mean", True): "``[[1.5], [3.5]]``", ("mean", False): "``[[2, 3]]``",
+              ("max", True): "``[[2], [4]]``", ("max", False): "``[[3, 4]]``",
+              ("norms", True): "``[[√5], [5]]``"}[(op, rows)] + ".")
+
+    def impl(ctx: Ctx, x: Tensor) -> Tensor:
+        _axis_input(ctx, x, name)
+        return _AXIS_OPS[op](x, dim)
+
+    impl.__doc__ = doc
+    impl.__name__ = name
+    prim = primitive(family="reductions", name=name, elementwise=False, examples=(name,))(impl)
+    prim.reference(lambda ctx, x: _axis_ref(x, op, rows))
+    return prim
+
+
+row_sum, row_mean, row_max, row_norms = (_axis_prim(op, True) for op in ("sum", "mean", "max", "norms"))
+col_sum, col_mean, col_max = (_axis_prim(op, False) for op in ("sum", "mean", "max"))
+
+
 # ---- group reductions ----------------------------------------------------------------------------
 
 GroupOp = Literal["min", "max", "mean", "sum", "none"]

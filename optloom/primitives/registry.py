@@ -47,7 +47,7 @@ Fraction = typing.Annotated[float, Field(gt=0.0, le=1.0)]
 Iters = typing.Annotated[int, Field(ge=1, le=100)]  # iterations of a matrix iteration
 
 Family = Literal["moments", "elementwise", "reductions", "normalizers", "orthogonalize", "spectral",
-                 "kronecker", "subspace", "rotation", "shape", "sampling", "init", "apply"]
+                 "kronecker", "subspace", "rotation", "shape", "sampling", "init", "apply", "precision"]
 
 # the contract inputs of one parameter: samples(generator, parameter shape, bound arguments)
 Samples = Callable[[torch.Generator, tuple[int, ...], dict[str, Any]], tuple[Tensor, ...]]

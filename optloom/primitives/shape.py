@@ -11,18 +11,28 @@ from .registry import Positive, Tensor, primitive
 
 
 @primitive(family="shape", elementwise=False,
-           examples=("as_matrix", "as_matrix(mode = \"batch\")"))
+           examples=("as_matrix", "as_matrix(mode = \"batch\")", "as_matrix(vectors = \"column\")",
+                     "as_matrix(vectors = \"row\")"))
 def as_matrix(ctx: Ctx, x: Tensor, mode: Literal["flatten", "batch"] = "flatten",
-              split: tuple[int, ...] = ()) -> Tensor:
+              split: tuple[int, ...] = (), vectors: Literal["refuse", "column", "row"] = "refuse") -> Tensor:
     """View each parameter as a matrix (or a batch of matrices); ``apply`` views the update back.
 
     ``flatten``: ``(out, in, kh, kw) → (out, in·kh·kw)`` (conv weights, as KellerJordan/Muon
     ``muon.py``: ``update.view(len(update), -1)``). ``batch``: a 3-D weight ``(k, m, n)`` becomes
     ``k`` matrices ``(m, n)``. ``split=(s, s, s)``: a fused weight (QKV) is cut along rows into
     equal blocks, each orthogonalized on its own.
+
+    ``vectors``: how a 1-D parameter (an ``n``-vector) is viewed — ``"column"``: the ``n × 1``
+    matrix (Shampoo's factors of a vector are then ``L = ggᵀ``, n×n, and the 1×1 ``R = gᵀg``),
+    ``"row"``: ``1 × n``; ``"refuse"`` (the default): an error, as before. A vector is never viewed
+    as the diagonal matrix ``diag(g)``: that has n² entries, not a view, and a diagonal
+    preconditioner is elementwise arithmetic on the vector itself (Adagrad). Parameters with
+    2 or more dims ignore ``vectors``.
     """
     base = x.shape[1:] if ctx.batched else x.shape
     lead = (x.shape[0],) if ctx.batched else ()
+    if len(base) == 1 and vectors != "refuse":
+        return x.reshape(*lead, *((base[0], 1) if vectors == "column" else (1, base[0])))
     if len(base) < 2:
         raise ValueError(f"as_matrix needs parameters with at least 2 dims, got shape {tuple(base)}")
     if mode == "batch" and len(base) > 2:
@@ -42,7 +52,11 @@ def as_matrix(ctx: Ctx, x: Tensor, mode: Literal["flatten", "batch"] = "flatten"
 
 
 @as_matrix.reference
-def _(ctx, x, mode, split):
+def _(ctx, x, mode, split, vectors):
+    if x.ndim == 1 and vectors in ("column", "row"):
+        return x[:, None] if vectors == "column" else x[None, :]
+    if x.ndim < 2:
+        raise ValueError(f"as_matrix needs parameters with at least 2 dims, got shape {tuple(x.shape)}")
     if mode == "batch" and x.ndim > 2:
         m = x.reshape(-1, x.shape[-2], x.shape[-1])
     else:
