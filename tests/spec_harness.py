@@ -1,9 +1,11 @@
-"""Shared harness for the spec-vs-reference tests: parameter shapes, running a spec next to a
-float64 reference on the same fresh gradients, training a small model, and bitwise resume."""
+"""The harness of the spec contract (``tests/contract``) and of the family property tests:
+parameter shapes, running a spec next to an independent reference on the same fresh gradients,
+training a small model, and bitwise resume."""
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
@@ -26,52 +28,83 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def params(seed: int) -> dict[str, torch.Tensor]:
+def params(seed: int, keys=tuple(SHAPES)) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(s, generator=g) * 0.5 for k, s in SHAPES.items()}
+    ps = {k: torch.randn(s, generator=g) * 0.5 for k, s in SHAPES.items()}
+    return {k: ps[k] for k in keys}
 
 
 class Composite:
-    """The reference side: a family oracle for the matrices and another (AdamW) for the bias."""
+    """A reference side in parts: ``matrix_ref`` takes the matrices (the ``MATRICES`` present),
+    ``vector_ref`` the rest (the bias). A part is a reference optimizer: ``part(named_params)``
+    with ``.step(grads)`` and ``.params``."""
 
     def __init__(self, init: dict[str, torch.Tensor], matrix_ref: Callable[[list], Any],
-                 vector_ref: Callable[[list], Any]):
-        self.mat = matrix_ref([(k, init[k]) for k in MATRICES])
-        self.vec = vector_ref([("bias", init["bias"])])
+                 vector_ref: Callable[[list], Any] | None = None):
+        mats = [k for k in init if k in MATRICES]
+        vecs = [k for k in init if k not in MATRICES]
+        self.mat = matrix_ref([(k, init[k]) for k in mats])
+        self.vec = vector_ref([(k, init[k]) for k in vecs]) if vecs else None
 
     def step(self, grads: dict[str, torch.Tensor], t: int | None = None, lr: float | None = None) -> None:
-        self.mat.step({k: grads[k] for k in MATRICES})
-        self.vec.step({"bias": grads["bias"]})
+        self.mat.step({k: g for k, g in grads.items() if k in self.mat.params})
+        if self.vec is not None:
+            self.vec.step({k: g for k, g in grads.items() if k in self.vec.params})
 
     @property
     def params(self) -> dict[str, torch.Tensor]:
-        return {**self.mat.params, **self.vec.params}
+        return {**self.mat.params, **(self.vec.params if self.vec is not None else {})}
+
+
+@dataclass
+class Run:
+    """A spec run next to its reference side: the relative error of each parameter's displacement
+    ``W_t − W_0`` (``errs``) and what a tolerance or a precondition may look at."""
+    errs: dict[str, float]
+    side: Any
+    opt: torch.optim.Optimizer
+    ps: dict[str, torch.Tensor]
+    init: dict[str, torch.Tensor]
+    steps: int
+
+    def param_errors(self) -> dict[str, float]:
+        """Norm-wise relative error of each final parameter (for oracles stated on the weights)."""
+        ref = self.side.params
+        return {k: float((p.detach().double() - ref[k]).norm() / ref[k].norm()) for k, p in self.ps.items()}
+
+    def displacement(self, k: str) -> torch.Tensor:
+        """The spec's displacement of parameter k, in float64."""
+        return self.ps[k].detach().double() - self.init[k].double()
 
 
 def run_pair(spec: str, hyper: dict, make_side: Callable[[dict], Any], name: str | None = None,
              steps: int = STEPS, seed: int = 0, grad_scale: float = 1.0,
-             schedule: Callable[[int], float] | None = None,
-             dtype: torch.dtype = torch.float32) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Run the spec and the reference side by side on fresh random gradients. ``schedule(t)``
-    (1-based) sets ``param_groups[0]["lr"]`` before step t, as an lr scheduler would, and is told to
-    the reference. ``dtype``: the spec side's parameter dtype (float64 isolates the algorithm from
-    float32 rounding). Returns the norm-wise relative error of each parameter's displacement ``W_t − W_0``
-    and the spec's final parameters (float64)."""
-    init = params(seed)
+             schedule: Callable[[int], float] | None = None, dtype: torch.dtype = torch.float32,
+             keys=tuple(SHAPES)) -> Run:
+    """Run the spec and the reference side by side on fresh random gradients. ``make_side(init)``
+    builds the side from the (float32) initial values; a side with ``bind(opt, ps)`` is shown the
+    spec's optimizer and parameters (to read its state after each of its steps). ``side.step(grads,
+    t, lr)`` follows the spec's step t, with the float64 gradients. ``schedule(t)`` (1-based) sets
+    ``param_groups[0]["lr"]`` before step t, as an lr scheduler would, and is told to the side.
+    ``dtype``: the spec side's parameter dtype (float64 isolates the algorithm from float32
+    rounding). ``keys``: which of ``SHAPES`` take part."""
+    init = params(seed, keys)
     ps = {k: torch.nn.Parameter(v.clone().to(dtype)) for k, v in init.items()}
     opt = optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
     side = make_side(init)
+    if hasattr(side, "bind"):
+        side.bind(opt, ps)
     gen = torch.Generator().manual_seed(1000 + seed)
     for t in range(1, steps + 1):
         lr = schedule(t) if schedule else None
         if lr is not None:
             opt.param_groups[0]["lr"] = lr
-        grads = {k: torch.randn(s, generator=gen) * grad_scale for k, s in SHAPES.items()}
+        grads = {k: torch.randn(SHAPES[k], generator=gen) * grad_scale for k in keys}
         for k, p in ps.items():
             p.grad = grads[k].clone().to(dtype)
         opt.step()
         side.step({k: g.double() for k, g in grads.items()}, t, lr)
-    return displacement_errors(ps, init, side.params), {k: p.detach().double() for k, p in ps.items()}
+    return Run(displacement_errors(ps, init, side.params), side, opt, ps, init, steps)
 
 
 def displacement_errors(ps: dict[str, torch.Tensor], init: dict[str, torch.Tensor],
@@ -133,7 +166,7 @@ def check_bitwise_resume(spec: str, name: str | None, hyper: dict,
     A tall matrix, the conv and the bias: graph builds dominate the runtime, so the straight run
     is the first optimizer continued."""
     keys = ("tall", "conv", "bias")
-    init = {k: v for k, v in params(3).items() if k in keys}
+    init = params(3, keys)
     gen = torch.Generator().manual_seed(4)
     grads = [{k: torch.randn(SHAPES[k], generator=gen) for k in keys} for _ in range(20)]
 

@@ -1,29 +1,9 @@
-"""The subspace specs — Conda (``conda.opt``), FRUGAL block (``frugal``) and FRUGAL with the
-GaLore/SVD projector (``frugal_svd``, both in ``frugal.opt``) — against the independent float64
-oracles of ``tests/reference/subspace.py`` (written from algorithms.md §9–§10, sharing no code with
-optloom), plus the ``svd_basis`` primitive's properties, training and bitwise resume.
+"""Properties of the subspace specs — Conda (``conda.opt``; arXiv 2509.24218, jie040109/Conda
+``conda_torch/conda.py``), FRUGAL block and FRUGAL-SVD (``frugal.opt``; arXiv 2411.07837,
+fzmushko/FRUGAL ``frugal/proj_optimizer_templates.py``) — and of ``svd_basis``, beyond the contract
+(tests/contract: agreement with the oracles of ``tests/reference/subspace.py``, resume, training,
+compile).
 
-Agreement runs: tall (12×8), wide (8×12), square (10×10) and conv (4×3×3×3) weights plus a bias,
-20 steps, fresh random gradients each step; the refresh period is T = 4, so bases are recomputed
-(Conda, FRUGAL-SVD) and the active set moves with an Adam reset (FRUGAL) at steps 1, 5, 9, 13, 17,
-and step 10 (the resume point) is mid-period. Displacements ``W_t − W_0`` are compared norm-wise,
-relative to the reference's.
-
-Tolerances (from the arithmetic, not from measured output):
-* FP64 = 1e-9, for runs with float64 parameters: both sides compute in float64 (unit roundoff
-  1.1e-16). The SVD-dependent paths move a singular vector by ≤ ‖E‖/gap (Wedin) for an input
-  perturbation E ~ 1e-15·‖M‖; we assert the relative singular gaps at the refreshes are ≥ 1e-3,
-  so a basis moves ≤ 1e-12, amplified ≤ 10× through u' = m'/sqrt(v) and summed over 20 steps:
-  ≲ 2e-10 < 1e-9. This is the semantic check: it sees any wrong side, order, reset or scale.
-* FP32 = 2e-5 for float32 runs: unit roundoff 6e-8, each step rounds the moments and the update
-  at ~1e-7 relative, Adam's division can amplify one step's input error ~10×, 20 steps add up
-  linearly. A float32 SVD, though, moves a singular vector by ~u/δ (δ the relative singular
-  gap, ~1e-3 for these random matrices), and both Conda's first step (Adam is then a sign of g')
-  and FRUGAL's residual sign are discontinuous: an entry of g' or of the residual smaller than
-  the basis error may flip. So the float32 runs feed the reference the basis the spec cached
-  (state ``q``, read after each refresh step) and assert that no entry is within 10× of its
-  float32 rounding (~10·u·‖G‖); the bases themselves are checked by the float64 runs and by the
-  svd_basis tests.
 Sign of singular vectors: Conda's update is invariant to flipping a basis vector (it flips a
 column of g' and m'; v only sees squares; the back-projection flips it back), FRUGAL-SVD's too
 (up(AdamDir(down G)) with AdamDir odd per entry, and the residual projector V_rV_rᵀ), so the spec
@@ -32,47 +12,13 @@ test below checks the invariance on the reference itself.
 """
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 import optloom
 import tests.reference as R
-from tests.reference.subspace import svd_std_basis
-from tests.spec_harness import (MATRICES, SHAPES, SPECS, STEPS, Composite, assert_close, check_bitwise_resume,
-                                check_trains, displacement_errors, one_thread, params)  # noqa: F401 (one_thread: autouse)
-
-FP64 = 1e-9
-FP32 = 2e-5
-U32 = 2.0**-24
-T = 4  # refreshes at steps 1, 5, 9, 13, 17; step 10 mid-period
-
-
-def run(spec: str, hyper: dict, side, name: str | None = None, dtype=torch.float32, steps: int = STEPS,
-        seed: int = 0, on_step=None):
-    """The spec (parameters in ``dtype``) next to the reference side on the same fresh gradients;
-    ``on_step(t, opt, ps)`` runs after the spec's step t, before the reference's. Returns the
-    displacement errors and the optimizer."""
-    init = {k: v.to(dtype) for k, v in params(seed).items()}
-    ps = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
-    path = spec if spec.endswith(".opt") else f"{SPECS}/{spec}.opt"
-    opt = optloom.optimizer(path, list(ps.items()), name=name, **hyper)
-    gen = torch.Generator().manual_seed(1000 + seed)
-    for t in range(1, steps + 1):
-        grads = {k: torch.randn(s, generator=gen).to(dtype) for k, s in SHAPES.items()}
-        for k, p in ps.items():
-            p.grad = grads[k].clone()
-        opt.step()
-        if on_step is not None:
-            on_step(t, opt, ps)
-        side.step({k: g.double() for k, g in grads.items()})
-    return displacement_errors(ps, init, side.params), opt
-
-
-def rel_gap(M: torch.Tensor) -> float:
-    """Smallest gap between consecutive singular values, relative to the largest."""
-    s = torch.linalg.svdvals(M.double())
-    return float((s[:-1] - s[1:]).min() / s[0])
+from tests.contract.table import CONDA, T_REFRESH as T
+from tests.spec_harness import SPECS, one_thread, params  # noqa: F401 (one_thread: autouse)
 
 
 # ---- svd_basis ------------------------------------------------------------------------------
@@ -123,73 +69,7 @@ def test_conda_update_invariant_to_basis_signs():
         assert not torch.equal(a.state[k]["P"], b.state[k]["P"])
 
 
-# ---- Conda ------------------------------------------------------------------------------------
-
-CONDA = dict(lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, update_proj_gap=T, scale=0.25)
-
-
-class CondaWatch(R.Conda):
-    """The reference, recording the conditioning of each refresh's SVD (from its own float64
-    momentum) and, at step 1 (where Adam is sign-like), the smallest |g'| relative to ‖G‖_F.
-    With ``given`` (name -> the spec's cached basis Q), a refresh uses that basis instead of its
-    own SVD: P = Qᵀ (right, rows ≥ cols) or Q (left)."""
-
-    def __init__(self, *a, given=None, **k):
-        super().__init__(*a, **k)
-        self.gaps: list[float] = []
-        self.first: list[float] = []
-        self.given = given
-
-    def _update(self, name, W, G, st):
-        t0 = int(st.get("step", 0))
-        refresh = self.projected[name] and t0 % self.update_proj_gap == 0
-        if refresh and self.given is not None:
-            Q = self.given[name]
-            svd, torch.linalg.svd = torch.linalg.svd, lambda M, full_matrices=False: (Q, None, Q.T)
-            try:
-                out = super()._update(name, W, G, st)
-            finally:
-                torch.linalg.svd = svd
-        else:
-            out = super()._update(name, W, G, st)
-        if refresh:
-            self.gaps.append(rel_gap(st["exp_avg"]))
-            if t0 == 0:
-                P = st["P"]
-                gp = G @ P.T if G.shape[0] >= G.shape[1] else P.T @ G
-                self.first.append(float(gp.abs().min() / G.norm()))
-        return out
-
-
-def conda_side(h, given=None):
-    kw = {k: h[k] for k in ("lr", "betas", "eps", "weight_decay", "update_proj_gap", "scale")}
-    return Composite(params(0), lambda ps: CondaWatch(ps, given=given, **kw), lambda ps: R.Conda(ps, **kw))
-
-
-def spec_bases(store: dict, period: int):
-    """``on_step`` hook: after each refresh step, copy the spec's cached basis of each matrix."""
-    def hook(t, opt, ps):
-        if (t - 1) % period == 0:
-            for k in MATRICES[:3]:
-                store[k] = opt.state[ps[k]]["q"].double()
-    return hook
-
-
-def test_conda_matches_reference_float64():
-    side = conda_side(CONDA)
-    errs, _ = run("conda", CONDA, side, dtype=torch.float64)
-    assert min(side.mat.gaps) >= 1e-3, side.mat.gaps  # the comparison is well-posed (see FP64)
-    assert_close(errs, FP64)
-
-
-def test_conda_matches_reference_float32_given_the_basis():
-    h = dict(CONDA, betas=(0.9, 0.999), weight_decay=0.0)
-    given: dict[str, torch.Tensor] = {}
-    side = conda_side(h, given)
-    errs, _ = run("conda", h, side, on_step=spec_bases(given, T))
-    assert min(side.mat.first) > 10 * 10 * U32, side.mat.first  # no sign-like entry near 0 at step 1
-    assert_close(errs, FP32)
-
+# ---- Conda ----------------------------------------------------------------------------------
 
 def test_conda_v_is_not_rerotated():
     """Across a refresh the spec keeps v as it was (in the old basis): one step after the refresh
@@ -209,31 +89,7 @@ def test_conda_v_is_not_rerotated():
     assert torch.allclose(st["v"], b2 * before["v"] + (1 - b2) * (g @ q) ** 2, rtol=1e-12, atol=0)
 
 
-def test_conda_trains():
-    check_trains("conda", None, dict(lr=0.02, update_proj_gap=T))
-
-
-def test_conda_resumes_bitwise():
-    check_bitwise_resume("conda", None, dict(CONDA, weight_decay=0.01))
-
-
 # ---- FRUGAL block ---------------------------------------------------------------------------
-
-FRUGAL = dict(lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, update_gap=T,
-              inactive_lr_scale=0.5, proj_params_lr_scale=0.8)
-
-
-def frugal_kw(h):
-    return {k: h[k] for k in ("lr", "betas", "eps", "weight_decay", "update_gap", "density",
-                              "inactive_lr_scale", "proj_params_lr_scale")}
-
-
-def frugal_block_side(h):
-    kw = frugal_kw(h)
-    return Composite(params(0), lambda ps: R.FRUGALBlock(ps, **kw),
-                     lambda ps: R.AdamW(ps, lr=h["lr"], betas=h["betas"], eps=h["eps"],
-                                        weight_decay=h["weight_decay"]))
-
 
 def test_frugal_block_order_is_the_reference_descending_window():
     """The spec's sample_layers(density, "cyclic") active sets, read back from the optimizer, are
@@ -251,94 +107,3 @@ def test_frugal_block_order_is_the_reference_descending_window():
         moved = {n for n, p in ps.items() if not torch.equal(p.detach(), before[n])}  # inactive scale 0
         want = ref.cyclic_descending((t - 1) // 2, names)
         assert moved == want, (t, moved, want)
-
-
-@pytest.mark.parametrize("density", [0.25, 0.5], ids=["one-active", "two-active"])
-def test_frugal_block_matches_reference(density):
-    h = dict(FRUGAL, density=density)
-    errs, _ = run("frugal", h, frugal_block_side(h))
-    assert_close(errs, FP32)
-
-
-def test_frugal_block_trains():
-    check_trains("frugal", None, dict(lr=0.01, density=0.5, update_gap=T))
-
-
-def test_frugal_block_resumes_bitwise():
-    check_bitwise_resume("frugal", None, dict(FRUGAL, density=0.5))
-
-
-# ---- FRUGAL, SVD projector ------------------------------------------------------------------
-
-class ProjectedWatch(R.FRUGALProjected):
-    """The reference, recording each refresh's relative singular gap of G and, per matrix, how
-    many residual entries lie within ``near`` of 0 relative to ‖G‖_F (the residual's sign is
-    discontinuous at 0: those entries may take the other sign in float32)."""
-
-    near = 10 * 10 * U32  # 10× the float32 rounding of G − GQQᵀ (~10·u·‖G‖, d ≤ 12 terms)
-
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
-        self.gaps: list[float] = []
-        self.close_to_zero: dict[str, int] = {}
-
-    def _update(self, name, W, G, st):
-        t0 = int(st.get("step", 0))
-        out = super()._update(name, W, G, st)
-        if self.proj[name]:
-            if t0 % self.update_gap == 0:
-                self.gaps.append(rel_gap(G))
-            P, right = st["P"], bool(st["right"])
-            res = G - (G @ P.T @ P if right else P @ P.T @ G)
-            n = int((res.abs() < self.near * G.norm()).sum())
-            self.close_to_zero[name] = self.close_to_zero.get(name, 0) + n
-        return out
-
-
-SVD = dict(FRUGAL, density=0.25)
-
-
-def test_frugal_svd_matches_reference_float64():
-    kw = frugal_kw(SVD)
-    side = Composite(params(0), lambda ps: ProjectedWatch(ps, basis_fn=svd_std_basis, **kw),
-                     lambda ps: R.FRUGALProjected(ps, **kw))
-    errs, _ = run("frugal", SVD, side, name="frugal_svd", dtype=torch.float64)
-    assert min(side.mat.gaps) >= 1e-3, side.mat.gaps
-    assert_close(errs, FP64)
-
-
-def test_frugal_svd_matches_reference_float32_given_the_basis():
-    """Float32 spec; the reference is fed the basis the spec cached at each refresh (its columns
-    past r are zero by construction), so the comparison measures the Adam/sign arithmetic.
-    The residual's sign can differ only where |residual| is within 10× of its float32 rounding
-    (~10·u·‖G‖); each such entry may move the displacement by at most 2·lr·ρ_p·ρ_i (one sign
-    flip, lr·ρ_p·ρ_i each way), so the tolerance of a matrix with n such entries (counted by the
-    reference) is FP32 + n·2·lr·ρ_p·ρ_i / ‖reference displacement‖."""
-    kw = frugal_kw(SVD)
-    latest: dict[str, torch.Tensor] = {}
-
-    def basis_fn(name, G, density):
-        Q = latest[name]
-        r = max(1, round(density * min(G.shape)))
-        assert torch.all(Q[:, r:] == 0) and torch.all(Q[:, :r].norm(dim=0) > 0.5)
-        return ("right", Q[:, :r].T) if G.shape[0] >= G.shape[1] else ("left", Q[:, :r])
-
-    side = Composite(params(0), lambda ps: ProjectedWatch(ps, basis_fn=basis_fn, **kw),
-                     lambda ps: R.FRUGALProjected(ps, **kw))
-    errs, _ = run("frugal", SVD, side, name="frugal_svd", on_step=spec_bases(latest, T))
-    init = params(0)
-    flip = 2 * SVD["lr"] * SVD["proj_params_lr_scale"] * SVD["inactive_lr_scale"]
-    for k, e in errs.items():
-        n = side.mat.close_to_zero.get(k, 0)
-        disp = float((side.params[k] - init[k].double()).norm())
-        assert n <= 3, (k, n)  # the comparison stays informative: at most a few ambiguous signs
-        tol = FP32 + n * flip / disp
-        assert e < tol, (k, e, tol, n)
-
-
-def test_frugal_svd_trains():
-    check_trains("frugal", "frugal_svd", dict(lr=0.01, density=0.5, update_gap=T))
-
-
-def test_frugal_svd_resumes_bitwise():
-    check_bitwise_resume("frugal", "frugal_svd", SVD)

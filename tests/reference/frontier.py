@@ -67,13 +67,16 @@ class FISMO(ReferenceOptimizer):
       R = (1/m)·Gᵀ P⁻¹ Gᵀᵀ + μ·(tr Q/n)·I (uses the NEW P);  Q ← sym(n·Q̃/tr Q̃), Q̃ = γQ + (1−γ)R
       G̃ = P^{−1/2} G Q^{−1/2};  M ← βM + (1−β)G̃;  ΔW = P^{−1/2} polar(M) Q^{−1/2}
       W ← W(1 − lr·λ) − lr·s·ΔW   (λ = 0, s = 1 [shape="none"] reproduce the note; INFERRED extras)
-    ``polar="ns"`` (Muon NS, 5 steps, float64) or ``"svd"``. P, Q start at I."""
+    ``polar="ns"`` (Muon NS, 5 steps, float64) or ``"svd"``. P, Q start at I. ``ns_eps_mode``:
+    NS pre-normalizes X/(‖X‖_F + 1e-7) ("add", Keller's form) or X/max(‖X‖_F, 1e-7) ("clamp",
+    torch.optim.Muon's); both are documented Muon variants, differing by 1e-7/‖M‖ relative."""
 
     def __init__(self, params, lr=0.02, beta=0.95, gamma=0.95, mu=1e-3, polar="ns", ns_steps=5,
-                 weight_decay=0.0, shape="none"):
+                 weight_decay=0.0, shape="none", ns_eps_mode="add"):
         super().__init__(params)
         self.lr, self.beta, self.gamma, self.mu = lr, beta, gamma, mu
         self.polar, self.ns_steps, self.weight_decay, self.shape = polar, ns_steps, weight_decay, shape
+        self.ns_eps_mode = ns_eps_mode
 
     def _update(self, name, W, G, st):
         Gm = as_matrix(G)
@@ -91,7 +94,7 @@ class FISMO(ReferenceOptimizer):
         G_w = Pi @ Gm @ Qi
         st["momentum_buffer"] = self.beta * st.get("momentum_buffer", torch.zeros_like(G_w)) + (1 - self.beta) * G_w
         M = st["momentum_buffer"]
-        O = newton_schulz(M, "muon", self.ns_steps) if self.polar == "ns" else polar_svd(M)
+        O = newton_schulz(M, "muon", self.ns_steps, eps_mode=self.ns_eps_mode) if self.polar == "ns" else polar_svd(M)
         dW = Pi @ O @ Qi
         W = W * (1 - self.lr * self.weight_decay)
         return W - self.lr * shape_scale(self.shape, m, n) * dW.reshape(W.shape)
