@@ -10,6 +10,7 @@ from typing import Literal
 
 import torch
 
+from .. import shapes
 from .context import Ctx
 from .registry import Tensor, primitive
 
@@ -25,7 +26,8 @@ def _(ctx, x):
     return torch.zeros_like(x)
 
 
-@primitive(family="init", elementwise=False, needs_matrix=True, examples=("eye", "eye(\"cols\")"))
+@primitive(family="init", elementwise=False, needs_matrix=True, shape=shapes.square("side"),
+           examples=("eye", "eye(\"cols\")"))
 def eye(ctx: Ctx, x: Tensor, side: Literal["rows", "cols"] = "rows") -> Tensor:
     """Identity ``I_m`` (``side="rows"``, m = rows of ``x``) or ``I_n`` (``"cols"``), one per matrix:
     ``state P = eye(g, "rows")`` starts a left Kronecker factor at the identity."""

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
+from .. import shapes
 from .context import Ctx
 from .linalg import compute_dtype
 from .registry import Tensor, primitive, sample_normal
@@ -32,7 +33,7 @@ def _square(x: Tensor, what: str) -> None:
         raise ValueError(f"{what} needs square matrices, got {tuple(x.shape[-2:])}")
 
 
-@primitive(family="kronecker", elementwise=False, needs_matrix=True,
+@primitive(family="kronecker", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("inv_root", "inv_root(2)", "inv_root(1, dtype = \"float64\")", "inv_root(4)"))
 def inv_root(ctx: Ctx, x: Tensor, p: RootOrder = 1, dtype: EighDtype = "float32") -> Tensor:
     """Inverse ``p``-th root ``A^{−1/p}`` of a symmetric positive definite matrix, one per
@@ -89,7 +90,7 @@ def _(ctx, x, mean):
     return t / min(x.shape) if mean else t
 
 
-@primitive(family="kronecker", elementwise=False, needs_matrix=True, examples=("sym",))
+@primitive(family="kronecker", elementwise=False, needs_matrix=True, shape=shapes.matrix, examples=("sym",))
 def sym(ctx: Ctx, x: Tensor) -> Tensor:
     """Symmetric part ``sym(X) = (X + Xᵀ)/2`` of each square matrix (removes the asymmetry that
     rounding leaves in ``G Q⁻¹ Gᵀ`` and friends)."""
@@ -111,7 +112,7 @@ def _gram_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict) -> t
             torch.randn(d, d, generator=gen, dtype=torch.float64))
 
 
-@primitive(family="kronecker", elementwise=False, needs_matrix=True, samples=_gram_samples,
+@primitive(family="kronecker", elementwise=False, needs_matrix=True, samples=_gram_samples, shape=shapes.square("side"),
            examples=("gram(eye(grad, \"cols\"))", "gram(eye(grad, \"rows\"), \"cols\")"))
 def gram(ctx: Ctx, x: Tensor, w: Tensor, side: Side = "rows") -> Tensor:
     """Mean weighted Gram matrix of an ``m × n`` matrix ``X`` — a Kronecker factor's statistic:
@@ -156,7 +157,8 @@ def _outer_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict) -> 
     return sample_normal(gen, (*shape[:-1], 1)), sample_normal(gen, (*shape[:-2], 1, shape[-1]))
 
 
-@primitive(family="kronecker", elementwise=False, samples=_outer_samples, examples=("outer(grad)",))
+@primitive(family="kronecker", elementwise=False, samples=_outer_samples, shape=shapes.outer_rule,
+           examples=("outer(grad)",))
 def outer(ctx: Ctx, x: Tensor, y: Tensor) -> Tensor:
     """Outer product ``x yᵀ`` of two vectors per parameter: ``outer(x, y)ᵢⱼ = xᵢ yⱼ``.
 
@@ -194,7 +196,7 @@ def _sym_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict) -> tu
     return (x @ x.transpose(-2, -1) / shape[-1] if shape[-1] == shape[-2] else x,)
 
 
-@primitive(family="kronecker", elementwise=False, needs_matrix=True, samples=_sym_samples,
+@primitive(family="kronecker", elementwise=False, needs_matrix=True, samples=_sym_samples, shape=shapes.matrix,
            examples=("eigh", "eigh(dtype = \"float64\")"))
 def eigh(ctx: Ctx, x: Tensor, dtype: EighDtype = "float32") -> Tensor:
     """Orthonormal eigenvectors ``Q`` (columns) of each symmetric matrix ``A = sym(x)``,

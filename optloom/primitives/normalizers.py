@@ -13,6 +13,7 @@ from typing import Callable, Literal
 
 import torch
 
+from .. import shapes
 from .context import Ctx
 from .linalg import oriented
 from .registry import Fraction, Iters, Positive, Tensor, primitive
@@ -74,7 +75,7 @@ def _ref_base_map(X: Tensor, policy: str, iters: int) -> Tensor:
     return X
 
 
-@primitive(family="normalizers", elementwise=False, needs_matrix=True,
+@primitive(family="normalizers", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("sinkhorn", "sinkhorn(3)", "sinkhorn(5, orient = \"wide\")"))
 def sinkhorn(ctx: Ctx, x: Tensor, iters: Iters = 5, orient: Orient = "as_is") -> Tensor:
     """SR-Sinkhorn normalization (arXiv 2502.06742), ARO's recommended base map (arXiv 2602.09006;
@@ -92,7 +93,7 @@ def _(ctx, x, iters, orient):
     return _oriented(x, orient, lambda X: _ref_base_map(X, "sinkhorn", iters))
 
 
-@primitive(family="normalizers", elementwise=False, needs_matrix=True,
+@primitive(family="normalizers", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("row_normalize", "row_normalize(orient = \"wide\")"))
 def row_normalize(ctx: Ctx, x: Tensor, orient: Orient = "as_is") -> Tensor:
     """Row normalization ``f(X)_i = sqrt(n) · x_i / max(‖x_i‖₂, 1e-8)`` (ARO's ``row_norm`` base
@@ -108,7 +109,7 @@ def _(ctx, x, orient):
     return _oriented(x, orient, _ref_rows)
 
 
-@primitive(family="normalizers", elementwise=False, needs_matrix=True,
+@primitive(family="normalizers", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("col_normalize", "col_normalize(orient = \"wide\")"))
 def col_normalize(ctx: Ctx, x: Tensor, orient: Orient = "as_is") -> Tensor:
     """Column normalization: each column of an ``m × n`` matrix to L2 norm ``sqrt(m)`` (clamp 1e-8)."""
@@ -120,7 +121,7 @@ def _(ctx, x, orient):
     return _oriented(x, orient, _ref_cols)
 
 
-@primitive(family="normalizers", elementwise=False, needs_matrix=True,
+@primitive(family="normalizers", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("base_map", "base_map(\"row_normalize\")", "base_map(\"sign\")",
                      "base_map(\"sinkhorn\", 3, orient = \"wide\")"))
 def base_map(ctx: Ctx, x: Tensor, policy: Policy = "sinkhorn", iters: Iters = 5,
@@ -140,7 +141,7 @@ def _(ctx, x, policy, iters, orient):
     return _oriented(x, orient, lambda X: _ref_base_map(X, policy, iters))
 
 
-@primitive(family="normalizers", elementwise=False, examples=("normalize", "normalize(by = \"rms\")"))
+@primitive(family="normalizers", elementwise=False, shape=shapes.same, examples=("normalize", "normalize(by = \"rms\")"))
 def normalize(ctx: Ctx, x: Tensor, by: Literal["fro", "rms"] = "fro", eps: Positive = 1e-7) -> Tensor:
     """Divide each parameter by its norm: ``x / (‖x‖_F + ε)`` or ``x / (rms(x) + ε)``."""
     dims = ctx.reduce_dims(x)
@@ -158,7 +159,7 @@ def _(ctx, x, by, eps):
     return x / (n + eps)
 
 
-@primitive(family="normalizers", elementwise=False,
+@primitive(family="normalizers", elementwise=False, shape=shapes.same,
            examples=("cosh_brake", "cosh_brake(1.5)", "cosh_brake(1.0, num = \"normalized\")", "cosh_brake(40.0)"))
 def cosh_brake(ctx: Ctx, x: Tensor, gamma: Positive = 1.0,
                num: Literal["raw", "normalized"] = "raw") -> Tensor:
@@ -183,7 +184,7 @@ def _(ctx, x, gamma, num):
     return (x if num == "raw" else X) / (r + 1e-8)
 
 
-@primitive(family="normalizers", elementwise=False,
+@primitive(family="normalizers", elementwise=False, shape=shapes.same,
            examples=("clamp_to_mean(0.75)", "clamp_to_mean(0.1)", "clamp_to_mean(1.0)"))
 def clamp_to_mean(ctx: Ctx, d: Tensor, c: Fraction = 0.75) -> Tensor:
     """Clamp each entry toward the parameter's mean: ``d ← clamp(d, c·d̄, d̄/c)``, ``d̄ = nanmean(d)``.

@@ -15,6 +15,7 @@ from typing import Literal, Optional
 
 import torch
 
+from .. import shapes
 from .context import Ctx
 from .linalg import compute_dtype, householder_q, oriented, resolve_dtype
 from .ns_coefficients import Coeff, Coeffs, ns_schedule
@@ -36,7 +37,7 @@ def _ns_wide(X: Tensor, table: list[Coeff], safety: float, eps: float) -> Tensor
     return X.reshape(*lead, *X.shape[-2:])
 
 
-@primitive(family="orthogonalize", elementwise=False, needs_matrix=True,
+@primitive(family="orthogonalize", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("newton_schulz(5)", "newton_schulz(5, coeffs = \"polar_express\", dtype = \"float32\")",
                      "newton_schulz(3, coeffs = [(3.4445, -4.775, 2.0315)], dtype = \"float32\")"))
 def newton_schulz(ctx: Ctx, x: Tensor, steps: Iters = 5, coeffs: Coeffs = "muon",
@@ -90,7 +91,7 @@ def _gram_ns_wide(X: Tensor, table: list[Coeff], restart_at: tuple[int, ...]) ->
     return X if Q is None else Q @ X
 
 
-@primitive(family="orthogonalize", elementwise=False, needs_matrix=True,
+@primitive(family="orthogonalize", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("gram_newton_schulz(5)", "gram_newton_schulz(5, \"polar_express\", dtype = \"float64\")",
                      "gram_newton_schulz(6, restart_at = (2, 4), dtype = \"float64\")",
                      "gram_newton_schulz(3, (3.4445, -4.775, 2.0315), restart_at = (1,))"))
@@ -139,7 +140,7 @@ def _(ctx, x, steps, coeffs, restart_at, dtype):
 
 # ---- QR ------------------------------------------------------------------------------------------
 
-@primitive(family="orthogonalize", elementwise=False, needs_matrix=True, examples=("qr_q",))
+@primitive(family="orthogonalize", elementwise=False, needs_matrix=True, shape=shapes.qr_q_rule, examples=("qr_q",))
 def qr_q(ctx: Ctx, x: Tensor) -> Tensor:
     """Orthonormal Q factor of the QR factorization ``X = QR`` (ARO's rotation, arXiv 2602.09006;
     microsoft/dion branch ``dev/aro``, ``dion/aro.py``, Householder ``torch.linalg.qr``).
@@ -219,7 +220,7 @@ def _ns_args(x: Tensor, method: str) -> dict:
                 dtype=str(compute_dtype(x)).removeprefix("torch."))
 
 
-@primitive(family="orthogonalize", elementwise=False, needs_matrix=True,
+@primitive(family="orthogonalize", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("polar", "polar(\"qdwh\")", "polar(\"qdwh\", 2)", "polar(\"ns\", 5)",
                      "polar(\"polar_express\", 7)"))
 def polar(ctx: Ctx, x: Tensor, method: PolarMethod = "svd", steps: Optional[Iters] = None) -> Tensor:

@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from .. import shapes
 from .context import Ctx
 from .registry import Tensor, primitive
 from .streams import Seed, hash_key, hash_stream, py_hash_stream
@@ -30,7 +31,7 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-@primitive(family="precision", elementwise=False,
+@primitive(family="precision", elementwise=False, shape=shapes.same,
            examples=("cast(\"bfloat16\")", "cast(\"float16\")", "cast(\"float32\")",
                      "cast(\"bfloat16\", \"stochastic\")", "cast(\"bfloat16\", \"stochastic\", seed = 7)"))
 def cast(ctx: Ctx, x: Tensor, dtype: DType = "bfloat16", rounding: Rounding = "nearest", seed: Seed = 0) -> Tensor:

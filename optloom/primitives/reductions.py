@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
+from .. import shapes
 from .context import Ctx
 from .linalg import compute_dtype, wide
 from .registry import Tensor, primitive
@@ -78,7 +79,7 @@ def _(ctx, x):
     return torch.linalg.eigvalsh(W @ W.T).clamp(min=0).sqrt().sum()
 
 
-@primitive(family="reductions", elementwise=False, needs_matrix=True,
+@primitive(family="reductions", elementwise=False, needs_matrix=True, shape=shapes.keep_axis(-2),
            examples=("col_norms",))
 def col_norms(ctx: Ctx, x: Tensor) -> Tensor:
     """Euclidean norm of every column of a matrix, kept as a row: ``‖X[:, j]‖₂``, shape ``(…, 1, n)``.
@@ -194,7 +195,8 @@ def _axis_prim(op: str, rows: bool):
 
     impl.__doc__ = doc
     impl.__name__ = name
-    prim = primitive(family="reductions", name=name, elementwise=False, examples=(name,))(impl)
+    prim = primitive(family="reductions", name=name, elementwise=False, shape=shapes.keep_axis(dim),
+                     examples=(name,))(impl)
     prim.reference(lambda ctx, x: _axis_ref(x, op, rows))
     return prim
 

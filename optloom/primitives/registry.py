@@ -36,6 +36,7 @@ import torch
 from pydantic import Field, TypeAdapter, ValidationError
 
 from ..kinds import structural_annotation
+from ..shapes import ShapeRule, default_rule
 
 Tensor = torch.Tensor
 
@@ -132,6 +133,7 @@ class Primitive:
     group: bool = False  # reads the rule's parameter group (ctx.group): samplers
     reduces_group: bool = False  # reduces one value per parameter over the rule's group (all buckets)
     samples: Samples | None = None  # the contract's inputs when a normal per tensor input won't do
+    shape: ShapeRule | None = None  # the output's shape from the inputs' (optloom.shapes); see primitive()
 
     def reference(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: register the per-parameter reference implementation."""
@@ -182,8 +184,15 @@ def primitive(
     group: bool = False,
     reduces_group: bool = False,
     samples: Samples | None = None,
+    shape: ShapeRule | None = None,
 ) -> Callable[[Callable[..., Any]], Primitive]:
-    """Declare a primitive; the decorated function is its batched implementation."""
+    """Declare a primitive; the decorated function is its batched implementation.
+
+    ``shape`` is the output's shape rule (:mod:`optloom.shapes`: ``same``, ``scalar``, ``matrix``,
+    ``param_view``, ``square(...)``, ``keep_axis(...)`` or a function of a ``ShapeCall``), which
+    the checker uses to infer every value's shape. Without one: ``scalar`` for ``output="scalar"``,
+    ``param_view`` for parameter-side stages, ``same`` for elementwise primitives, else ``unknown``
+    (nothing is checked downstream): a primitive that changes shapes should declare its rule."""
     if family not in get_args(Family):
         raise ValueError(f"unknown primitive family {family!r} ({' | '.join(get_args(Family))})")
 
@@ -207,6 +216,7 @@ def primitive(
             reads_param=reads_param or writes_param, writes_param=writes_param, output=output,
             lr_from_apply=lr_from_apply, examples=examples, group=group,
             reduces_group=reduces_group, samples=samples,
+            shape=shape or default_rule(output=output, elementwise=elementwise, reads_param=reads_param or writes_param),
         )
         REGISTRY[prim_name] = prim
         return prim

@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 
+from .. import shapes
 from .context import Ctx
 from .linalg import compute_dtype, householder_q, is_tall, wide
 from .normalizers import base_map_fn
@@ -42,7 +43,7 @@ def _eye_like_wide(ctx, x: Tensor) -> Tensor:
     return eye.expand(*x.shape[:-2], k, k).clone()
 
 
-@primitive(family="rotation", elementwise=False, needs_matrix=True,
+@primitive(family="rotation", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            state=(State("rotation", init=_eye_like_wide, dtype="float32",
                         doc="ARO's rotation R (min(m,n)², float32, identity at start)"),),
            examples=("rotate", "rotate(\"row_normalize\")", "rotate(\"sign\")", "rotate(\"sinkhorn\", 3)"))

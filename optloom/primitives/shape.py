@@ -6,11 +6,12 @@ from typing import Any, Literal
 
 import torch
 
+from .. import shapes
 from .context import Ctx
 from .registry import Positive, Tensor, primitive
 
 
-@primitive(family="shape", elementwise=False,
+@primitive(family="shape", elementwise=False, shape=shapes.as_matrix_rule,
            examples=("as_matrix", "as_matrix(mode = \"batch\")", "as_matrix(vectors = \"column\")",
                      "as_matrix(vectors = \"row\")"))
 def as_matrix(ctx: Ctx, x: Tensor, mode: Literal["flatten", "batch"] = "flatten",
@@ -111,7 +112,7 @@ def shape_scale(kind: str, rows: int, cols: int, coeff: Any = 0.2) -> Any:
     return 1.0
 
 
-@primitive(family="shape", elementwise=False, needs_matrix=True,
+@primitive(family="shape", elementwise=False, needs_matrix=True, shape=shapes.matrix,
            examples=("scale_by_shape(\"muon\")", "scale_by_shape(\"moonlight\")", "scale_by_shape(\"spectral\")"))
 def scale_by_shape(ctx: Ctx, x: Tensor, kind: ShapeKind = "muon", coeff: Positive = 0.2) -> Tensor:
     """Shape-dependent scale of an ``m × n`` update: ``muon``/``original``: ``max(1, m/n)^½``;

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
+from .. import shapes
 from .context import Ctx
 from .linalg import compute_dtype, oriented
 from .registry import Iters, NonNegative, Positive, Tensor, primitive
@@ -59,7 +60,7 @@ def inv_sqrt_coupled_ns(A: Tensor, alpha: Tensor, iters: int) -> Tensor:
     return Z / alpha.sqrt()
 
 
-@primitive(family="spectral", elementwise=False,
+@primitive(family="spectral", elementwise=False, shape=shapes.same,
            examples=("clip_spectral", "clip_spectral(0.5)", "clip_spectral(5.0, 10)",
                      "clip_spectral(0.05, 20, dtype = \"float64\")"))
 def clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0, iters: Iters = 10,
@@ -122,7 +123,7 @@ def _(ctx, x, c, iters, dtype):
     return oriented(clip, x.reshape(x.shape[0], -1).to(getattr(torch, dtype))).reshape(x.shape).to(x.dtype)
 
 
-@primitive(family="spectral", elementwise=False,
+@primitive(family="spectral", elementwise=False, shape=shapes.same,
            examples=("hard_clip_spectral", "hard_clip_spectral(0.5)", "hard_clip_spectral(3.0)"))
 def hard_clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0) -> Tensor:
     """Hard spectral clip ``U diag(min(σ, c)) Vᵀ`` by SVD (SPECTRA's conceptual target, arXiv
