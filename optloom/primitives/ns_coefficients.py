@@ -88,7 +88,7 @@ def polar_express_coeffs(K: int, l0: float = 1e-3, safety: float = 0.02,
     ``1 − p(ℓ) = p(u) − 1`` on the true interval, then ``ℓ ← p(ℓ)``, ``u ← 2 − ℓ``. With the safety
     factor ``s = 1 + safety`` every polynomial but the last becomes ``(a/s, b/s³, c/s⁵)`` *before*
     ``ℓ`` is updated (the input is pre-divided by ``s·‖X‖_F``). ``polar_express_coeffs(5)``
-    reproduces modded-nanogpt's table (``NS_PRESETS["polar_express"]``) to ~1e-14.
+    reproduces ``NS_PRESETS["polar_express"]`` to ~1e-14 (docs/derivations.md#polar-express-safety-factor).
     """
     l, u, out, s = l0, 1.0, [], 1 + safety
     for k in range(K):

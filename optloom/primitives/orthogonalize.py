@@ -106,7 +106,7 @@ def gram_newton_schulz(ctx: Ctx, x: Tensor, steps: Iters = 5, coeffs: Coeffs = "
     step k: ``W = a_k I + b_k R + c_k R²``, ``Q ← QW``, ``R ← WRW`` (skipped on the last step);
     after the steps listed in ``restart_at`` (1-based): ``X ← QX``, ``R ← XXᵀ``, ``Q ← I``
     (half-precision stability). Output ``QX``. All ``W`` are polynomials of the same Gram matrix,
-    so they commute and the result equals standard NS up to rounding. Default float32.
+    so they commute: it is standard NS up to rounding. Defaults: docs/derivations.md#gram-newton-schulz-defaults.
     """
     table, safety, eps = ns_schedule(coeffs, steps)
 
@@ -230,7 +230,7 @@ def polar(ctx: Ctx, x: Tensor, method: PolarMethod = "svd", steps: Optional[Iter
     ``svd``: exact, ``U Vᵀ`` from ``torch.linalg.svd``. ``qdwh``: QR-based dynamically weighted
     Halley (Nakatsukasa–Bai–Gygi 2010; as ``jax.lax.linalg.qdwh``: ``X₀ = X/sqrt(‖X‖₁‖X‖_∞)``,
     ``ℓ₀ = eps``; per step ``[√c X; I] = [Q₁; Q₂]R``, ``X ← (b/c)X + (a − b/c)/√c · Q₁Q₂ᵀ``),
-    converged to machine precision after 6 steps for any condition number below 1/eps (PolarGrad
+    converged to machine precision after 6 steps (docs/derivations.md#qdwh-in-six-steps; PolarGrad
     uses 2). ``ns``: quintic Newton–Schulz with Muon's coefficients; ``polar_express``: Polar
     Express coefficients (arXiv 2505.16932) with the 1.02 safety divide. ``steps`` = None picks
     the method's default (ns 5, polar_express 5, qdwh 6). Computed in float32 or better (float64

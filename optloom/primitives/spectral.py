@@ -78,7 +78,7 @@ def clip_spectral(ctx: Ctx, x: Tensor, c: Positive = 1.0, iters: Iters = 10,
     ``A/α`` is ``λ ≈ c²/s``, which the iteration grows by ≈ 9/4 per step before it converges
     quadratically, so it needs ≈ ``ln(1/λ)/ln(9/4) + 3`` steps: 10 suffice up to
     ``σ_max/c ≈ 10`` (float64 error ~1e-11), ``σ_max/c = 100`` needs ≈ 15 (measured with 10:
-    9% relative Frobenius error; with 20: 1e-14; tests/test_prim_matrix.py).
+    9% relative Frobenius error; with 20: 1e-14; docs/derivations.md#spectral-clipping-iterations).
     Vectors (members with one dim): ``g / sqrt(1 + (‖g‖/c)²)`` if ``‖g‖ > c``, else ``g`` (as the
     official code). Higher-dim members are clipped as ``(shape[0], −1)`` matrices.
     """
@@ -164,7 +164,7 @@ def warmup_threshold(ctx: Ctx, c: Positive = 1.0, peak_lr: Positive = 1e-3, lr: 
     afterwards; ``η₀ = peak_lr`` (the schedule's peak), ``η_t = lr`` (the current lr, as a
     scheduler sets it). ``step`` is the 1-based step count, so steps ``1 … warmup_steps`` are
     warm-up. ``lr = 0`` during warm-up gives ``c_t = ∞`` (no clipping), never NaN (the official
-    code divides by ``max(lr, 1e-10)``). Takes no tensor input: call it as a value, e.g.
+    code divides by ``max(lr, 1e-10)``; docs/derivations.md#warm-up-threshold). Call it as a value, e.g.
     ``clip_spectral(c = warmup_threshold(c, peak_lr, lr, warmup_steps))``.
     Example: ``c = 5``, ``peak_lr = 1e-3``, ``lr = 2.5e-4`` at step 100 of 2000 → ``20``.
     """

@@ -59,7 +59,7 @@ def range_sketch(ctx: Ctx, x: Tensor, rank: Rank, method: Literal["col_select", 
     ``range(Xᵀ) ⊂ Rⁿ``), ``"std"`` the same except that a square ``X`` sketches ``range(Xᵀ)``,
     ``"left"``/``"right"`` force one (``side_right``); ``Q`` is ``(d, r)``, ``d`` that side's
     dimension, ``r = min(rank, m, n)``. ``col_select`` (the paper's code): ``r`` distinct random
-    columns ``Y = X[:, idx]``; ``gaussian`` (the paper's power-iteration variant):
+    columns ``Y = X[:, idx]``; ``gaussian`` (details ours: docs/derivations.md#gaussian-range-sketch):
     ``Y = (XXᵀ)^q X Ω`` with ``Ω`` standard normal (``q = power_iters``, re-orthonormalized
     between steps). ``Q = qr(Y).Q`` in float32+, signs with ``diag(R) ≥ 0``. Randomness is a pure
     function of ``(seed, step, parameter id)`` (:mod:`.streams`).
@@ -293,7 +293,7 @@ def _(ctx, x, q, side):
 
 
 def _lift_right(y: Tensor, q: Tensor, side: str) -> bool:
-    """``lift``'s side from ``Y``'s and ``q``'s shapes (the rule is derived in ``lift``'s docstring)."""
+    """``lift``'s side from ``Y``'s and ``q``'s shapes (derived in docs/derivations.md#lift-side-rule)."""
     if side in ("left", "right"):
         return side == "right"
     return y.shape[-1] == q.shape[-1] and side_right(y.shape[-2], q.shape[-2], side)
@@ -323,7 +323,7 @@ def lift(ctx: Ctx, y: Tensor, q: Tensor, side: Side = "auto") -> Tensor:
     the rule applied to the ``Y.rows × q.rows`` matrix ``X`` that the right side implies. This is
     exact for every ``X`` when ``k ≤ d`` (an orthonormal ``q``): on the left ``Y`` is ``k × n`` with
     ``k ≤ m ≤ n``, so it has ``k`` columns only for a square ``X`` with a full basis, which is left
-    under ``"auto"`` and never left under ``"std"``."""
+    under ``"auto"`` and never left under ``"std"`` (docs/derivations.md#lift-side-rule)."""
     q = q.to(y.dtype)
     if _lift_right(y, q, side):
         return y @ q.transpose(-2, -1)
