@@ -37,6 +37,9 @@ class Case:
     keys: tuple = tuple(SHAPES)  # which harness parameters take part
     schedule: Callable[[int], float] | None = None  # lr before step t, as a scheduler would set it
 
+    def __post_init__(self):
+        assert self.steps >= STEPS, f"{self.id}: an oracle comparison runs at least {STEPS} steps"
+
 
 @dataclass(frozen=True)
 class Entry:

@@ -20,7 +20,7 @@ from tests.spec_harness import MATRICES, SHAPES, Composite
 PROJECTED = ("tall", "wide", "square")  # the 2-D matrices (Conda, FRUGAL, DCT-AdamW project them)
 
 
-class Bound(Composite):
+class WithSpec(Composite):
     """A Composite shown the spec's optimizer and parameters."""
 
     def bind(self, opt, ps):
@@ -131,7 +131,7 @@ class ProjectedWatch(R.FRUGALProjected):
         return out
 
 
-class GivenBasis(Bound):
+class GivenBasis(WithSpec):
     """Float64 runs: the oracle's own SVD, with its singular gaps ≥ 1e-3 (see SUBSPACE_FP64).
     Float32 runs (``given``): after each refresh step the spec's cached basis (state ``q``) of each
     projected matrix is copied for the oracle's refresh; Conda asserts no entry of g' at step 1 is
@@ -195,7 +195,7 @@ def checked_topk(name, S, r, right):
     return torch.topk(scores, r).indices
 
 
-class DctIndices(Bound):
+class DctIndices(WithSpec):
     """DCT-AdamW: after every step (refreshes and cached ones) the spec's cached indices equal the
     oracle's, order included (state column k ↔ idx[k]); the moments are low rank; E only with EF."""
 
@@ -230,7 +230,7 @@ def sketch_finder(seed: int):
 
 
 # ---- FISMO: factor conditioning and the stored state --------------------------------------------
-class Fismo(Bound):
+class Fismo(WithSpec):
     """R.FISMO + the aux AdamW, recording ‖ΔW_t‖ of every step and the largest condition number of
     the factors P, Q along the reference run (see FISMO_FP32); float64 runs (no bias) also compare
     the stored P, Q and whitened momentum M with the oracle's."""
