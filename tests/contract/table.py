@@ -18,6 +18,7 @@ import torch
 import tests.reference as R
 from tests.contract import tolerances as T
 from tests.contract.sides import adamw, aux_adamw, split, torch_part, whole
+from tests.reference.zoo import float64_part
 from tests.contract.watched import (PEAK, WARM, DctIndices, DropLayers, Fismo, Spectra, TrionMatrixView,
                                     checked_topk, given_basis, sketch_finder, warmup_cosine)
 from tests.spec_harness import MATRICES, SHAPES, STEPS
@@ -218,6 +219,54 @@ def drop_case(id: str, hyper: dict, ref_kw: dict, period: int, seed: int) -> Cas
     return Case(id, {**hyper, **FISMO_ADAM, "ns_dtype": "float32"}, side, T.MUON_FP32, steps=24)
 
 
+# ---- issue 14: well-known optimizers against torch.optim / pytorch_optimizer run in float64 -------
+def zoo_case(id: str, hyper: dict, make) -> Case:
+    """The oracle (``make(float64 params)``) takes the spec's hyperparameters under the same names;
+    float32 spec against a float64 oracle: ADAM_FP32."""
+    return Case(id, hyper, whole(float64_part(make)), T.ADAM_FP32)
+
+
+def _zoo_entries() -> list[Entry]:
+    import pytorch_optimizer as P  # a test-only dependency (the dev extra)
+    O = torch.optim  # noqa: N806
+    eps32 = 1.1920928955078125e-07  # torch.finfo(float32).eps: torch.optim.Adafactor's ε₁ = None
+    adam = dict(lr=1e-2)
+    return [
+        Entry("nadam", (zoo_case("defaults", adam, lambda p: O.NAdam(p, lr=1e-2)),
+                        zoo_case("betas-decay-psi", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01),
+                                 lambda p: O.NAdam(p, lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01))),
+              train=adam),
+        # β₂ = 0.999: ρ_t ≤ 5 for t ≤ 5 (the un-rectified branch), rectified after; β₂ = 0.9: from t = 4
+        Entry("radam", (zoo_case("defaults", adam, lambda p: O.RAdam(p, lr=1e-2)),
+                        zoo_case("beta2-0.9-decay", dict(lr=1e-2, betas=(0.9, 0.9), weight_decay=0.1),
+                                 lambda p: O.RAdam(p, lr=1e-2, betas=(0.9, 0.9), weight_decay=0.1))),
+              train=adam),
+        Entry("adamw_amsgrad", (zoo_case("decay", dict(lr=1e-2, weight_decay=0.1),
+                                         lambda p: O.AdamW(p, lr=1e-2, weight_decay=0.1, amsgrad=True)),),
+              train=adam),
+        Entry("adafactor", (zoo_case("defaults", adam, lambda p: O.Adafactor(p, lr=1e-2, eps=(eps32, 1e-3))),
+                            zoo_case("decay-clip", dict(lr=3e-2, weight_decay=0.1, d=1.5, beta2_decay=-0.6),
+                                     lambda p: O.Adafactor(p, lr=3e-2, weight_decay=0.1, d=1.5, beta2_decay=-0.6,
+                                                           eps=(eps32, 1e-3)))),
+              train=adam),
+        Entry("lamb", (zoo_case("defaults", adam, lambda p: P.Lamb(p, lr=1e-2)),
+                       zoo_case("decay-betas", dict(lr=1e-2, weight_decay=0.1, betas=(0.8, 0.99)),
+                                lambda p: P.Lamb(p, lr=1e-2, weight_decay=0.1, betas=(0.8, 0.99)))),
+              train=adam),
+        Entry("adabelief", (zoo_case("defaults", adam, lambda p: P.AdaBelief(p, lr=1e-2)),
+                            zoo_case("decay-eps", dict(lr=1e-2, weight_decay=0.1, eps=1e-8),
+                                     lambda p: P.AdaBelief(p, lr=1e-2, weight_decay=0.1, eps=1e-8))),
+              train=adam),
+        Entry("adan", (zoo_case("defaults", adam, lambda p: P.Adan(p, lr=1e-2)),
+                       zoo_case("betas-proximal-decay", dict(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.8, 0.95)),
+                                lambda p: P.Adan(p, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.8, 0.95)))),
+              train=adam),
+    ]
+
+
+ZOO = _zoo_entries()
+
+
 # ---- the table -----------------------------------------------------------------------------------
 TABLE: list[Entry] = [
     Entry("adamw", (torch_case("lr", torch.optim.AdamW, lr=1e-2),
@@ -320,4 +369,6 @@ TABLE: list[Entry] = [
                         drop_case("shape-scaled", dict(lr=0.03, beta=0.2, shape_scale="original", seed=11),
                                   dict(lr=0.03, beta=0.2, shape="original"), 1, 11)),
           train=dict(lr=0.05, adam_lr=0.01, ns_dtype="float32"), resume=(dict(resample_every=4),)),
+    # ---- issue 14's well-known optimizers: torch.optim or pytorch_optimizer 4.1.0 on float64 copies --------
+    *ZOO,
 ]
