@@ -18,7 +18,7 @@ import torch
 import tests.reference as R
 from tests.contract import tolerances as T
 from tests.contract.sides import adamw, aux_adamw, split, torch_part, whole
-from tests.reference.zoo import float64_part
+from tests.reference.zoo import NorMuon, float64_part
 from tests.contract.watched import (PEAK, WARM, DctIndices, DropLayers, Fismo, Spectra, TrionMatrixView,
                                     checked_topk, given_basis, sketch_finder, warmup_cosine)
 from tests.spec_harness import MATRICES, SHAPES, STEPS
@@ -261,9 +261,17 @@ def _zoo_entries() -> list[Entry]:
                        zoo_case("betas-proximal-decay", dict(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.8, 0.95)),
                                 lambda p: P.Adan(p, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.8, 0.95)))),
               train=adam),
+        # float32 Newton–Schulz (the spec) against the reference's float64 one: MUON_FP32
+        Entry("normuon", tuple(Case(id, {**h, "ns_dtype": "float32", **MUON_AUX_ZOO}, split(
+            lambda ps, h=h: NorMuon(ps, lambda X: R.newton_schulz(X, "muon", 5), **h),
+            adamw(MUON_AUX_ZOO["adam_lr"], MUON_AUX_ZOO["adam_betas"], MUON_AUX_ZOO["adam_eps"])), T.MUON_FP32)
+            for id, h in [("nesterov", dict(lr=0.02, momentum=0.95, beta2=0.95)),
+                          ("plain-decay", dict(lr=0.03, momentum=0.9, beta2=0.9, weight_decay=0.1, nesterov=False))]),
+              train=dict(lr=0.02, adam_lr=0.01, ns_dtype="float32")),
     ]
 
 
+MUON_AUX_ZOO = dict(adam_lr=0.01, adam_betas=(0.9, 0.95), adam_eps=1e-10)
 ZOO = _zoo_entries()
 
 

@@ -35,3 +35,36 @@ class Float64Optim:
 def float64_part(make: Callable[[list[torch.Tensor]], Any]) -> Callable[[list], Float64Optim]:
     """A contract part (``part(named_params)``): ``make`` run on float64 copies."""
     return lambda named: Float64Optim(named, make)
+
+
+class NorMuon:
+    """NorMuon in float64, from arXiv 2510.05491 Alg. 1 and zichongli5/NorMuon ``normuon.py``, for
+    matrices (a conv weight as its (out, −1) view): ``M ← βM + (1−β)G``; ``O = NS₅(N)`` with the
+    Nesterov blend ``N = (1−β)G + βM`` (or ``M``); ``v ← β₂v + (1−β₂)·mean_j O_ij²``;
+    ``Ô = O/(sqrt(v) + ε)``; ``W ← W(1 − lr·λ) − lr·0.2·sqrt(mn)·Ô/(‖Ô‖_F + ε·sqrt(mn))``.
+    ``newton_schulz(X)`` is passed in (the reference's float64 quintic)."""
+
+    def __init__(self, params, newton_schulz, lr=0.02, momentum=0.95, beta2=0.95, eps=1e-10, weight_decay=0.0,
+                 nesterov=True):
+        self.w = {k: v.detach().double().clone() for k, v in params}
+        self.ns, self.lr, self.mu, self.beta2, self.eps, self.wd, self.nesterov = (
+            newton_schulz, lr, momentum, beta2, eps, weight_decay, nesterov)
+        self.state = {k: {"M": torch.zeros_like(v), "v": torch.zeros(v.shape[0], 1, dtype=torch.float64)}
+                      for k, v in self.w.items()}
+
+    def step(self, grads):
+        for k, W in self.w.items():
+            st = self.state[k]
+            G = grads[k].double()
+            st["M"] = self.mu * st["M"] + (1 - self.mu) * G
+            N = (1 - self.mu) * G + self.mu * st["M"] if self.nesterov else st["M"]
+            O = self.ns(N.reshape(N.shape[0], -1))
+            st["v"] = self.beta2 * st["v"] + (1 - self.beta2) * (O * O).mean(dim=1, keepdim=True)
+            Oh = O / (st["v"].sqrt() + self.eps)
+            size = Oh.numel() ** 0.5
+            U = 0.2 * size * Oh / (Oh.norm() + self.eps * size)
+            self.w[k] = W * (1 - self.lr * self.wd) - self.lr * U.reshape(W.shape)
+
+    @property
+    def params(self):
+        return dict(self.w)
