@@ -1,4 +1,5 @@
-"""``optloom show SPEC``: rules, which parameter shapes fall in which rule, state bytes, graphs."""
+"""``optloom show SPEC``: rules, which parameter shapes fall in which rule, state bytes, graphs;
+``--cost``: the static cost model of the step (``optloom.lowering.cost``)."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,16 @@ def add_parser(sub) -> None:
                    help="parameter set to route: gpt2-tiny (GPT-2 layout at d=64), mlp, or NAME=d0xd1,... list")
     p.add_argument("--graph", action="store_true", help="print each bucket's lowered torch.fx graph")
     p.add_argument("--compile", action="store_true", help="compile the step with inductor and report the time")
+    p.add_argument("--cost", action="store_true",
+                   help="print each bucket's matrix FLOPs, bytes moved and (with peaks) predicted floor")
+    p.add_argument("--cost-params", metavar="SET",
+                   help="cost a benchmark parameter set instead of --shapes (gpt2-small, gpt2-1b, muon-small, …; "
+                        "built on the meta device: no memory); implies --cost")
+    p.add_argument("--peaks", metavar="FILE", help="device peaks from a report's machine section "
+                                                   "(optloom bench --json, or the GPU check's gpu_check.json)")
+    p.add_argument("--bandwidth", type=float, metavar="GBPS", help="device memory bandwidth for the floor (GB/s)")
+    p.add_argument("--peak", action="append", default=[], metavar="DTYPE=TFLOPS",
+                   help="matmul peak of a dtype for the floor, e.g. bfloat16=790 (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -68,4 +79,44 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n# bucket: rule {b.rule.label}, layout {b.layout}, {len(b.params)} parameter(s), "
                   f"buffer {tuple(b.meta.shape)}")
             print(b.graph.fn.graph)  # type: ignore[union-attr]
+    if args.cost or args.cost_params:
+        _print_cost(args, opt)
     return 0
+
+
+def _peaks(args: argparse.Namespace):
+    import json
+    from pathlib import Path
+
+    from ..lowering.cost import Peaks
+
+    if args.peaks:
+        data = json.loads(Path(args.peaks).read_text())
+        return Peaks.from_machine(data["machine"], source=f"measured, {args.peaks}")
+    if args.bandwidth is None and not args.peak:
+        return None
+    tflops = {}
+    for item in args.peak:
+        dtype, _, value = item.partition("=")
+        tflops[dtype.strip()] = float(value)
+    return Peaks(args.bandwidth or float("inf"), tflops, "given on the command line")
+
+
+def _print_cost(args: argparse.Namespace, opt) -> None:
+    import torch
+
+    import optloom
+
+    from ..lowering import cost
+
+    if args.cost_params:
+        from ..benchmarks.gpu.paramsets import get
+
+        ps = get(args.cost_params)
+        params = [(n, torch.empty(s, device="meta")) for n, s in ps.shapes]
+        opt = optloom.optimizer(args.spec, params, name=args.name, backend="eager")
+        where = f"{ps.name} ({ps.tensors} tensors, on the meta device)"
+    else:
+        where = f"--shapes {args.shapes}"
+    print(f"\ncost model ({where}; optloom.lowering.cost):")
+    print(cost.of_optimizer(opt).render(_peaks(args)))
