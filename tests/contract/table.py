@@ -18,7 +18,7 @@ import torch
 import tests.reference as R
 from tests.contract import tolerances as T
 from tests.contract.sides import adamw, aux_adamw, split, torch_part, whole
-from tests.reference.zoo import NorMuon, float64_part
+from tests.reference.zoo import NorMuon, Shampoo, float64_part
 from tests.contract.watched import (PEAK, WARM, DctIndices, DropLayers, Fismo, Spectra, TrionMatrixView,
                                     checked_topk, given_basis, sketch_finder, warmup_cosine)
 from tests.spec_harness import MATRICES, SHAPES, STEPS
@@ -268,6 +268,14 @@ def _zoo_entries() -> list[Entry]:
             for id, h in [("nesterov", dict(lr=0.02, momentum=0.95, beta2=0.95)),
                           ("plain-decay", dict(lr=0.03, momentum=0.9, beta2=0.9, weight_decay=0.1, nesterov=False))]),
               train=dict(lr=0.02, adam_lr=0.01, ns_dtype="float32")),
+        # every parameter (the bias as a 12×1 column); float32 statistics, float64 roots: ADAM_FP32. Cached
+        # roots (T = 3) with ε = 0.1: a small ε makes the float32 statistics' rounding visible (shampoo.opt)
+        Entry("shampoo", tuple(Case(id, h, whole(lambda ps, h=h: Shampoo(ps, lr=h["lr"], eps=h["eps"],
+                                                                           frequency=h["precondition_frequency"])),
+                                    T.ADAM_FP32)
+                               for id, h in [("every-step", dict(lr=0.1, eps=1e-4, precondition_frequency=1)),
+                                             ("cached-roots-3", dict(lr=0.05, eps=0.1, precondition_frequency=3))]),
+              train=dict(lr=0.1), resume=(dict(precondition_frequency=4),), compiled=dict(root_dtype="float32")),
     ]
 
 

@@ -68,3 +68,39 @@ class NorMuon:
     @property
     def params(self):
         return dict(self.w)
+
+
+class Shampoo:
+    """Shampoo in float64 from arXiv 1802.09568, Alg. 1: ``L₀ = εI_m``, ``R₀ = εI_n``;
+    ``L ← L + GGᵀ``, ``R ← R + GᵀG``; ``W ← W − lr·L^{−1/4} G R^{−1/4}`` — conv weights as their
+    (out, −1) view, vectors as n×1 columns; roots by an eigendecomposition, recomputed every
+    ``frequency`` steps (1, T+1, …) and cached in between."""
+
+    def __init__(self, params, lr=0.1, eps=1e-4, frequency=1):
+        self.w = {k: v.detach().double().clone() for k, v in params}
+        self.lr, self.frequency, self.t = lr, frequency, 0
+        self.state = {}
+        for k, v in self.w.items():
+            m = v.reshape(v.shape[0], -1)
+            self.state[k] = {"L": eps * torch.eye(m.shape[0], dtype=torch.float64),
+                             "R": eps * torch.eye(m.shape[1], dtype=torch.float64)}
+
+    @staticmethod
+    def _root(A):
+        lam, V = torch.linalg.eigh(A)
+        return V @ torch.diag(lam ** -0.25) @ V.T
+
+    def step(self, grads):
+        self.t += 1
+        for k, W in self.w.items():
+            st = self.state[k]
+            G = grads[k].double().reshape(W.shape[0], -1)
+            st["L"] = st["L"] + G @ G.T
+            st["R"] = st["R"] + G.T @ G
+            if (self.t - 1) % self.frequency == 0:
+                st["PL"], st["PR"] = self._root(st["L"]), self._root(st["R"])
+            self.w[k] = W - self.lr * (st["PL"] @ G @ st["PR"]).reshape(W.shape)
+
+    @property
+    def params(self):
+        return dict(self.w)
