@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: setup test test-fast demo check docs bench clean
+.PHONY: setup test test-fast demo check docs bench clean gpu-check
 
 $(BIN)/optloom:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ docs: setup
 
 bench: setup
 	$(BIN)/optloom bench adamw muon lion
+
+# the GPU check (issue 16): cuda tests + GPU benchmark in 8 minutes, reports to $OUT or runs/gpu-check;
+# needs no .venv (the device machine's python3 has torch; lark/pydantic come from .whl/, see the script)
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis runs
