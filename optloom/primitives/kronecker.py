@@ -158,7 +158,7 @@ def _outer_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict) -> 
 
 
 @primitive(family="kronecker", elementwise=False, samples=_outer_samples, shape=shapes.outer_rule,
-           examples=("outer(grad)",))
+           examples=("row_mean |> outer(col_mean(grad))",))
 def outer(ctx: Ctx, x: Tensor, y: Tensor) -> Tensor:
     """Outer product ``x yᵀ`` of two vectors per parameter: ``outer(x, y)ᵢⱼ = xᵢ yⱼ``.
 
