@@ -11,7 +11,8 @@ Candidates, in this order (each one optional per case):
 - ``optloom SPEC (inductor, nonfinite=ignore, CUDA graph)``: that step captured once in a CUDA
   graph and replayed (no Python, no launch gaps); checked bitwise against the uncaptured step
   before it is timed;
-- torch's optimizers from ``baselines.for_spec`` (kept by label), and for adamw
+- torch's optimizers from ``baselines.for_spec`` (kept by label; ``extra_baselines`` adds another
+  spec's, e.g. torch's AdamW next to Lion: the same traffic class), and for adamw
   ``torch AdamW fused=True capturable (CUDA graph)``.
 
 A candidate that fails (an error, out of memory) is dropped with its error and the others go on.
@@ -43,6 +44,7 @@ class CaseConfig:
     params: str
     variants: tuple[str, ...] = ("eager", "nonfinite=ignore", "cudagraph")
     baselines: tuple[str, ...] | None = None  # substrings of the baseline labels to keep; None: all
+    extra_baselines: tuple[str, ...] = ()      # other specs' baselines too (lion: torch's AdamW)
     torch_graph: bool = False                  # + torch AdamW(fused, capturable) in a CUDA graph
     memory_gate: bool = False
     with_memory: bool = True
@@ -170,6 +172,8 @@ def run(cc: CaseConfig, device: torch.device, backend: str, rounds: int, warmup:
     cands.append(Candidate(main, g0, lambda: [p.grad for _, p in named], opt0, True))
     dtype = steps.ns_dtype(program, device)
     bases = baselines.for_spec(program.name, named, program, make, compiled=False)
+    for other in cc.extra_baselines:  # another spec's baselines at that spec's defaults
+        bases += baselines.for_spec(other, named, optloom.compile(other), make, compiled=False)
     keep = [b for b in bases if cc.baselines is None or any(k in b[0] for k in cc.baselines)]
     del bases
     gc.collect()

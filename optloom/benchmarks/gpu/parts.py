@@ -24,8 +24,10 @@ CASES = {
     "adamw": [CaseConfig("adamw", "gpt2-small", torch_graph=True),
               CaseConfig("adamw", "gpt2-1b", variants=("nonfinite=ignore",), baselines=("foreach=True", "fused=True"),
                          memory_gate=True)],
-    "lion": [CaseConfig("lion", "gpt2-small", variants=("nonfinite=ignore", "cudagraph")),
-             CaseConfig("lion", "gpt2-1b", variants=("nonfinite=ignore",), memory_gate=True)],
+    "lion": [CaseConfig("lion", "gpt2-small", variants=("nonfinite=ignore", "cudagraph"), extra_baselines=("adamw",),
+                        baselines=("foreach Lion", "AdamW foreach=True", "AdamW fused=True")),
+             CaseConfig("lion", "gpt2-1b", variants=("nonfinite=ignore",), extra_baselines=("adamw",),
+                        baselines=("foreach Lion", "AdamW fused=True"), memory_gate=True)],
     "muon": [CaseConfig("muon", "gpt2-small", variants=("eager", "cudagraph")),
              CaseConfig("muon", "muon-small", variants=("eager", "cudagraph"))],
 }
