@@ -4,6 +4,7 @@
 """
 from .backends import backend_names, register_kernel
 from .check.program import Program, compile
+from .export import export
 from .errors import (DistributedStepError, NonFiniteGradientError, SpecError, StateDictError,
                      UnsupportedParameterError)
 from .lang.diagnostics import Diagnostic
@@ -25,5 +26,5 @@ def optimizer(spec: str, params, backend: str | None = None, nonfinite: str = "r
 
 
 __all__ = ["Diagnostic", "DistributedStepError", "NonFiniteGradientError", "Program", "SpecError", "SpecOptimizer",
-           "State", "StateDictError", "UnsupportedParameterError", "backend_names", "compile", "init_state",
+           "State", "StateDictError", "UnsupportedParameterError", "backend_names", "compile", "export", "init_state",
            "optimizer", "primitive", "register_kernel", "replicated", "spectral_preclip_"]
