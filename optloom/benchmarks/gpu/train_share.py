@@ -3,8 +3,9 @@ to GPT-2-small — 12 layers, d = 768, 12 heads, context 1024, GPT-2's vocabular
 head tied to the embedding (124.4M parameters, the ``gpt2-small`` set's shapes and order) — on
 random tokens, forward + backward under bf16 autocast (CUDA), against each optimizer's step.
 
-The batch is the largest of ``batches`` whose forward + backward runs (an out-of-memory error
-moves to the next), so the step is as large as the card allows. Each optimizer steps its own
+The batch is the largest of ``batches`` whose forward + backward runs within 60 % of the card's
+memory (the rest holds the optimizers' model copies; an out-of-memory error moves to the next), so
+the step is as large as the card allows. Each optimizer steps its own
 copy of the model; every round runs, for each of them in rotated order, ``zero_grad`` → forward +
 backward → ``step``, each phase timed between device synchronisations. Share = median step ÷
 (median forward + backward + median step). With ``compile_model`` the forward + backward is also
@@ -72,6 +73,11 @@ def pick_batch(model: torch.nn.Module, cfg: ShareConfig, device: torch.device) -
             fwd_bwd(model, x, y)
             sync(device)
             model.zero_grad(set_to_none=True)
+            if device.type == "cuda":  # leave room for the optimizers' model copies and their state
+                peak, total = torch.cuda.max_memory_allocated(device), torch.cuda.get_device_properties(device).total_memory
+                if peak > 0.6 * total and b != cfg.batches[-1]:
+                    tried.append(f"batch {b}: forward + backward peaks at {peak / 2**30:.0f} of {total / 2**30:.0f} GiB")
+                    continue
             return b, tried
         except torch.OutOfMemoryError:
             tried.append(f"batch {b}: out of memory")
