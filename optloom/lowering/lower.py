@@ -16,10 +16,10 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from ..check import ir
 from ..primitives.context import Ctx
-from . import passes
+from . import passes, precision
 from .interpret import Impl, batched, run_rule
 from .signature import StepSignature
-from .states import BucketMeta, StateSpec
+from .specs import BucketMeta, StateSpec
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,13 @@ class GraphRequest:
     runtime: dict[str, Any]  # runtime hyperparameters' current values (their form: float or tuple)
     phase: tuple[tuple[int, bool], ...] = ()  # which periods start this step
     group: tuple[int, ...] = ()  # the ids of the rule's parameters (samplers)
+    param_mode: str | None = None  # bf16 parameters: computed in float32, written per precision.PARAM_MODES
+    seed: int = 0  # the precision policy's seed (stochastic rounding)
 
     def key(self) -> tuple:
         forms = StepSignature.of([], self.runtime).runtime
         return (self.rule.label, self.meta, tuple(sorted(self.structural.items())),
-                tuple((s.name, s.shape, s.dtype) for s in self.states), forms, self.phase, self.group)
+                tuple(s.key for s in self.states), forms, self.phase, self.group, self.param_mode, self.seed)
 
 
 def lower_step(req: GraphRequest, impl: Impl = batched) -> StepGraph:
@@ -61,22 +63,49 @@ def lower_step(req: GraphRequest, impl: Impl = batched) -> StepGraph:
 def _trace(req: GraphRequest, sig: StepSignature, impl: Impl, probe: bool) -> fx.GraphModule:
     rule, meta = req.rule, req.meta
 
+    formatted = precision.groups(list(req.states))
+    wide = req.param_mode is not None and meta.dtype == torch.bfloat16  # a bf16 parameter computed in float32
+
     def step_fn(*inputs: Any) -> Any:
         a = sig.unpack(inputs)
         hyp = {**req.structural, **a.runtime}
-        ctx = Ctx(layout=meta.layout, param=a.param, step=a.step, states=dict(a.states), ids=a.ids,  # type: ignore[arg-type]
+        # stored states -> float32 values (a formatted state's parts are decoded together)
+        states = {k: v for k, v in a.states.items() if k not in precision.STORED_ONLY}
+        decoded = {}
+        for name, parts in formatted.items():
+            for s in parts:
+                states.pop(s.name, None)
+            decoded[name] = states[name] = precision.decode([a.states[s.name] for s in parts], parts[0], meta.layout)
+        param, grad = a.param, a.grad
+        if wide:
+            param = param.to(torch.float32)
+            if precision.KAHAN in a.states:
+                param = param + a.states[precision.KAHAN].to(torch.float32)
+            grad = grad.to(torch.float32)
+        ctx = Ctx(layout=meta.layout, param=param, step=a.step, states=states, ids=a.ids,  # type: ignore[arg-type]
                   phases=dict(req.phase), group=req.group)
         if probe:
             ctx.probe = {}
-            run_rule(rule, ctx, a.grad, hyp, impl)
+            run_rule(rule, ctx, grad, hyp, impl)
             return tuple(ctx.probe[c.reduction] for c in rule.reductions)  # type: ignore[index]
         if sig.n_reduced:
             ctx.reduced = a.reduced
-        run_rule(rule, ctx, a.grad, hyp, impl)
+        run_rule(rule, ctx, grad, hyp, impl)
         for name, buf in a.states.items():
-            if ctx.states[name] is not buf:
+            if name in ctx.states and name not in decoded and ctx.states[name] is not buf:
                 buf.copy_(ctx.states[name])
-        a.param.copy_(ctx.param)
+        for name, parts in formatted.items():
+            if ctx.states[name] is not decoded[name]:  # unchanged (a cached value kept): not re-encoded
+                new = precision.encode(ctx.states[name], parts[0], meta.layout, req.seed, a.step, a.ids)
+                for s, value in zip(parts, new):
+                    a.states[s.name].copy_(value.reshape(s.shape))
+        if wide:
+            value, low = precision.encode_param(ctx.param, req.param_mode, meta.layout, req.seed, a.step, a.ids)
+            a.param.copy_(value)
+            if low is not None:
+                a.states[precision.KAHAN].copy_(low)
+        else:
+            a.param.copy_(ctx.param)
 
     dev = meta.device
     # fake examples (make_fx picks up their mode): real zeros of a 124M-entry bucket cost seconds

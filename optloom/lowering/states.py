@@ -1,8 +1,8 @@
 """A rule's state buffers on a bucket layout, found by running the rule once on fake tensors."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import dataclasses
+import warnings
 from typing import Any, Iterable
 
 import torch
@@ -12,44 +12,9 @@ from ..check import ir
 from ..check.selectors import ParamInfo
 from ..primitives.context import Ctx
 from .hypers import fake_runtime, runtime_values
+from . import precision
 from .interpret import phases, run_rule
-from .layout import Layout, layout_of
-
-
-@dataclass(frozen=True)
-class BucketMeta:
-    """What a bucket's step graph is specialized to: layout, buffer shape, dtype, device."""
-
-    layout: Layout
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-    device: torch.device
-
-    @classmethod
-    def of_param(cls, rule: ir.RuleIR, p: torch.Tensor) -> "BucketMeta":
-        """The meta of a bucket holding ``p`` alone."""
-        layout = layout_of(rule)
-        return cls(layout, layout.buffer_shape([tuple(p.shape)]), p.dtype, p.device)
-
-
-@dataclass(frozen=True)
-class StateSpec:
-    """A state buffer of a bucket: its name, buffer shape and dtype, and the primitive's State
-    declaration that builds its initial value."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-    init: Any
-
-    def allocate(self, layout: Layout, device: torch.device, ids: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        like = torch.zeros(self.shape, dtype=self.dtype, device=device)
-        ctx = Ctx(layout=layout, param=like, step=step, states={}, ids=ids)  # type: ignore[arg-type]
-        return self.init.initial(ctx, like).to(device)
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+from .specs import BucketMeta, StateSpec
 
 
 def discover_states(rule: ir.RuleIR, meta: BucketMeta, declared: dict[str, ir.HyperParam], hypers: dict[str, Any],
@@ -84,17 +49,44 @@ def fake_ids(meta: BucketMeta, group: tuple[int, ...]) -> torch.Tensor:
     return ids
 
 
-def predict_state_bytes(program: Any, params: Iterable[Any]) -> int:
-    """Bytes of persistent state for these parameters (what ``state_dict`` holds), from a
-    fake-tensor run of each rule at the spec's defaults."""
-    total = 0
+def predict_state_bytes(program: Any, params: Iterable[Any], state_precision: Any = None,
+                        param_precision: str | None = None) -> int:
+    """Bytes of persistent state for these parameters (the optimizer's state buffers: what
+    ``state_dict`` holds, plus, under a block format, each flat member's padding to a whole
+    block), from a fake-tensor run of each rule at the spec's defaults, under the precision policy
+    (the spec's, overridden by ``state_precision`` / ``param_precision`` as at construction)."""
+    return sum(sum(r["bytes"] for r in rows) for rows in state_layout(program, params, state_precision,
+                                                                       param_precision).values())
+
+
+def state_layout(program: Any, params: Iterable[Any], state_precision: Any = None,
+                 param_precision: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Per parameter (by name or ``#i``): its stored buffers under the policy, each
+    ``{state, buffer, format, dtype, bytes}`` (bytes including flat padding to a block)."""
+    option = precision.Policy.of(state_precision, param_precision)
     hypers = program.defaults()
-    for name, p in named_params(params):
+    policy = precision.policy_of(option, hypers)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i, (name, p) in enumerate(named_params(params)):
         rule = program.route(ParamInfo(name, tuple(p.shape), 0), hypers)
-        if rule is not None and p.numel():
-            meta = BucketMeta.of_param(rule, p)
-            total += sum(s.nbytes for s in discover_states(rule, meta, program.hyperparams, hypers))
-    return total
+        if rule is None or not p.numel():
+            continue
+        meta = BucketMeta.of_param(rule, p)
+        align = precision.alignment(policy, rule, meta.layout)
+        if align > 1:
+            meta = dataclasses.replace(meta, shape=(precision.padded(p.numel(), align),))
+        wide = policy.param is not None and p.dtype == torch.bfloat16
+        compute = dataclasses.replace(meta, dtype=torch.float32) if wide else meta
+        logical = discover_states(rule, compute, program.hyperparams, hypers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", precision.PrecisionWarning)
+            formats = precision.resolve(policy, rule, logical, program.name)
+        stored = precision.stored_specs(logical, formats, meta.layout, policy.param if wide else None, meta)
+        out[name or f"#{i}"] = [{"state": s.logical or s.name, "buffer": s.name,
+                                 "format": s.fmt.name if s.fmt is not None else str(s.dtype).removeprefix("torch."),
+                                 "dtype": str(s.dtype).removeprefix("torch."), "bytes": s.nbytes, "numel": p.numel(),
+                                 "param_bytes": p.numel() * p.element_size(), "rule": rule.label} for s in stored]
+    return out
 
 
 def named_params(params: Iterable[Any]) -> list[tuple[str | None, torch.Tensor]]:

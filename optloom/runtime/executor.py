@@ -46,11 +46,12 @@ class Executor:
         group = b.rule_group if b.rule.uses_group else ()
         forms = tuple(len(v) if isinstance(v, (tuple, list)) else 0 for v in runtime.values())
         key = (self.program.hash, self.program.name, b.rule.label, b.meta, tuple(structural.items()),
-               tuple((s.name, s.shape, s.dtype) for s in b.specs), forms, phase, group)
+               tuple(s.key for s in b.specs), forms, phase, group, b.param_mode, b.seed)
         if b.graph is not None and b.graph_key == key:
             return
         self.program.validate_hyperparams(structural, f"param group {b.group}: ")
-        b.graph = self.backend.graph(key, GraphRequest(b.rule, b.meta, tuple(b.specs), structural, runtime, phase, group))
+        b.graph = self.backend.graph(key, GraphRequest(b.rule, b.meta, tuple(b.specs), structural, runtime, phase, group,
+                                                       b.param_mode, b.seed))
         b.graph_key = key
 
     def runtime_inputs(self, b: Bucket, hypers: dict[str, Any]) -> list[torch.Tensor]:

@@ -17,6 +17,7 @@ from ..check import ir
 from ..check.program import Program, compile_text
 from ..errors import UnsupportedParameterError
 from . import state_io
+from ..lowering.precision import Policy, check_names, policy_of
 from .buckets import Bucket
 from .distributed import bucket_type, strategy_for
 from .executor import Executor
@@ -29,7 +30,8 @@ PARAM_STORAGE = ("bucket", "model")
 
 class SpecOptimizer(torch.optim.Optimizer):
     def __init__(self, program: Program, params: Iterable[Any], backend: str | None = None,
-                 nonfinite: str = "raise", param_storage: str = "bucket", **hyperparams: Any):
+                 nonfinite: str = "raise", param_storage: str = "bucket", state_precision: Any = None,
+                 param_precision: str | None = None, precision_seed: int = 0, **hyperparams: Any):
         if nonfinite not in NONFINITE:
             raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE)}, got {nonfinite!r}")
         if param_storage not in PARAM_STORAGE:
@@ -40,7 +42,11 @@ class SpecOptimizer(torch.optim.Optimizer):
         self.param_storage = param_storage
         self.skipped_steps = 0
         self.strategy: StepStrategy = LocalStep()
-        self.plan = Plan(program, self, param_storage, bucket_type)
+        # precision policy (docs/runtime.md#precision): over the spec's state_precision/param_precision
+        self.precision = Policy.of(state_precision, param_precision, precision_seed)
+        check_names(self.precision, program)
+        check_names(policy_of(Policy(), program.defaults()), program)
+        self.plan = Plan(program, self, param_storage, bucket_type, self.precision)
         self._check_overrides(hyperparams, "")
         params = list(params)
         if not params:
@@ -137,12 +143,13 @@ class SpecOptimizer(torch.optim.Optimizer):
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return state_io.stamp(super().state_dict(), self.program)
+        return state_io.stamp(super().state_dict(), self.program, state_io.held_by_index(self))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_io.validate(state_dict, self.plan, self.param_groups)
         super().load_state_dict(state_io.torch_part(state_dict))
         state_io.restore_steps(self.state)
+        state_io.set_held(self, state_dict["optloom"].get("storage", {}))
         self.plan.reset()  # rebuilt from the loaded per-parameter state at the next step
         self.executor.reset_scalars()
 
@@ -163,7 +170,9 @@ class SpecOptimizer(torch.optim.Optimizer):
                             "(torch.distributed.checkpoint) and load it into a new optimizer")
         spec = (self.program.ir.source, self.program.ir.file, self.program.name)
         options = {"backend": self.backend, "nonfinite": self.nonfinite, "param_storage": self.param_storage,
-                   "skipped_steps": self.skipped_steps}
+                   "skipped_steps": self.skipped_steps, "state_precision": dict((k, f.name) for k, f in self.precision.states),
+                   "param_precision": self.precision.param, "precision_seed": self.precision.seed,
+                   "held": state_io.held_by_index(self)}
         return _rebuild, (spec, options, self.defaults, self.state, self.param_groups)
 
 
@@ -172,10 +181,12 @@ def _rebuild(spec: tuple[str, str, str], options: dict[str, Any], defaults: dict
     """A :class:`SpecOptimizer` from its pickled parts (see ``__reduce_ex__``)."""
     program = compile_text(*spec)
     opt = SpecOptimizer(program, param_groups, backend=options["backend"], nonfinite=options["nonfinite"],
-                        param_storage=options["param_storage"])
+                        param_storage=options["param_storage"], state_precision=options.get("state_precision"),
+                        param_precision=options.get("param_precision"), precision_seed=options.get("precision_seed", 0))
     opt.defaults.update(defaults)
     opt.skipped_steps = options["skipped_steps"]
     for p, st in state.items():  # the copy's own tensors, not views of the source's buffers
         opt.state[p] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in st.items()}
     state_io.restore_steps(opt.state)
+    state_io.set_held(opt, options.get("held", {}))
     return opt

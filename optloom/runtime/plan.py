@@ -17,7 +17,10 @@ from ..check import ir
 from ..check.program import Program
 from ..check.selectors import ParamInfo
 from ..errors import UnsupportedParameterError
+from ..lowering import precision
 from ..lowering.layout import layout_of
+from ..lowering.precision import Policy
+from ..primitives.storage import Format
 from .buckets import Bucket, bucket_key, scalar_dtype
 
 
@@ -32,8 +35,11 @@ BucketFactory = Callable[[torch.Tensor], type[Bucket]]
 
 
 class Plan:
-    def __init__(self, program: Program, owner: Owner, param_storage: str, bucket_type: BucketFactory):
+    def __init__(self, program: Program, owner: Owner, param_storage: str, bucket_type: BucketFactory,
+                 policy: Policy | None = None):
         self.program = program
+        self.policy = policy or Policy()  # the constructor's precision policy (over the spec's, per group)
+        self.held: dict[torch.Tensor, dict[str, Format]] = {}  # the stored form of each parameter's state
         self.owner = owner
         self.param_storage = param_storage
         self.bucket_type = bucket_type
@@ -118,11 +124,16 @@ class Plan:
     def _new_bucket(self, group: int, params: list[torch.Tensor], step: float) -> Bucket:
         p0 = params[0]
         rule = self.routes[p0]
+        hypers = self.hypers(group)
+        policy = precision.policy_of(self.policy, hypers)
         b = self.bucket_type(p0)(rule, group, params, [self.ids[p] for p in params],
                                  torch.tensor(step, dtype=scalar_dtype(p0.device), device=p0.device), layout_of(rule),
-                                 host_step=int(step), rule_group=self.rule_group(rule))
+                                 host_step=int(step), rule_group=self.rule_group(rule),
+                                 align=precision.alignment(policy, rule, layout_of(rule)), param_mode=policy.param,
+                                 seed=policy.seed)
         adopted = [dict(self.owner.state.get(p, {})) for p in params]
-        b.materialize(self.program.hyperparams, self.hypers(group), adopted)
+        b.materialize(self.program.hyperparams, hypers, adopted, held=[self.held.get(p, {}) for p in params],
+                      policy=policy, spec_name=self.program.name)
         if self.param_storage == "bucket":
             b.own_params()
         self.publish(b)
@@ -133,6 +144,7 @@ class Plan:
         views = {s.name: b.state_views(b.states[s.name], s) for s in b.specs}
         for i, p in enumerate(b.params):
             self.owner.state[p] = {"step": b.step, **{name: v[i] for name, v in views.items()}}
+            self.held[p] = dict(b.formats)
 
     def hypers(self, group: int) -> dict[str, Any]:
         """Every hyperparameter's value in param group ``group``."""

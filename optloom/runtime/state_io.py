@@ -7,24 +7,48 @@ counts, state names, shapes — before changing anything, and explains what does
 """
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import Any
 
 import torch
 
 from ..check.program import Program
 from ..errors import StateDictError
+from ..lowering import precision
 from ..lowering.layout import Layout, layout_of
 from ..lowering.states import BucketMeta, discover_states
 from .buckets import scalar_dtype
+from ..primitives.storage import Format
 from .plan import Plan
 
 FORMAT = 1
 
 
-def stamp(sd: dict[str, Any], program: Program) -> dict[str, Any]:
-    """torch's state_dict plus ``optloom: {format, spec, hash}``."""
+def stamp(sd: dict[str, Any], program: Program, storage: dict[int, dict[str, str]] | None = None) -> dict[str, Any]:
+    """torch's state_dict plus ``optloom: {format, spec, hash}`` and, where a precision policy
+    stores states in another form, ``storage: {parameter index: {state: format}}``."""
     sd["optloom"] = {"format": FORMAT, "spec": program.name, "hash": program.hash}
+    if storage:
+        sd["optloom"]["storage"] = storage
     return sd
+
+
+def _params_by_index(opt: Any) -> list[torch.Tensor]:
+    return [p for g in opt.param_groups for p in g["params"]]
+
+
+def held_by_index(opt: Any) -> dict[int, dict[str, str]]:
+    """The stored form of each parameter's state, by state_dict index (formatted states only)."""
+    held = opt.plan.held
+    return {i: {k: f.name for k, f in held[p].items()} for i, p in enumerate(_params_by_index(opt))
+            if held.get(p)}
+
+
+def set_held(opt: Any, storage: dict[Any, dict[str, str]]) -> None:
+    """Record the stored form of loaded state (``optloom.storage`` of a checkpoint)."""
+    params = _params_by_index(opt)
+    opt.plan.held = {params[int(i)]: {k: Format.parse(v) for k, v in st.items()} for i, st in storage.items()}
 
 
 def torch_part(sd: dict[str, Any]) -> dict[str, Any]:
@@ -76,12 +100,25 @@ def validate(sd: Any, plan: Plan, param_groups: list[dict[str, Any]]) -> None:
         except (TypeError, ValueError) as e:
             raise StateDictError(str(e)) from None
         by_index.update(zip(g["params"], m["params"]))
+    storage = meta.get("storage") or {}
+    try:
+        saved = {int(i): {k: Format.parse(v) for k, v in st.items()} for i, st in storage.items()}
+    except (TypeError, ValueError, AttributeError) as e:
+        raise StateDictError(f"the checkpoint's storage formats do not parse: {e}") from None
+    converted: list[str] = []
     for idx, st in sd["state"].items():
         if idx not in by_index:
             raise StateDictError(f"state for parameter index {idx}, which no param group lists")
-        _validate_param_state(plan, param_groups, by_index[idx], st)
+        converted += _validate_param_state(plan, param_groups, by_index[idx], st, saved.get(int(idx), {}))
+    if converted:
+        shown = "; ".join(converted[:6]) + (f"; and {len(converted) - 6} more" if len(converted) > 6 else "")
+        warnings.warn(f"optloom: the checkpoint's state is stored in another form than this optimizer's precision "
+                      f"policy; converting (decoded, then encoded to nearest) at the next step: {shown}",
+                      UserWarning, stacklevel=3)
 
-def _validate_param_state(plan: Plan, param_groups: list[dict[str, Any]], p: torch.Tensor, st: Any) -> None:
+def _validate_param_state(plan: Plan, param_groups: list[dict[str, Any]], p: torch.Tensor, st: Any,
+                          saved: dict[str, Format]) -> list[str]:
+    """Raise unless ``st`` fits parameter ``p``; returns the conversions loading it implies."""
     name = plan.labels[p]
     if not isinstance(st, dict):
         raise StateDictError(f"state of parameter {name} is not a dict")
@@ -89,10 +126,22 @@ def _validate_param_state(plan: Plan, param_groups: list[dict[str, Any]], p: tor
     gi = next(i for i, g in enumerate(param_groups) if any(q is p for q in g["params"]))
     hypers = {k: param_groups[gi][k] for k in plan.program.hyperparams}
     layout = layout_of(rule)
-    specs = discover_states(rule, BucketMeta.of_param(rule, p), plan.program.hyperparams, hypers, plan.rule_group(rule))
-    want = {s.name: (tuple(p.shape) if layout is Layout.FLAT else s.shape[1:]) for s in specs}
-    dtypes = {s.name: s.dtype for s in specs}
-    have = set(st) - {"step"}
+    policy = precision.policy_of(plan.policy, hypers)
+    meta = BucketMeta.of_param(rule, p)
+    wide = policy.param is not None and p.dtype == torch.bfloat16
+    compute = dataclasses.replace(meta, dtype=torch.float32) if wide else meta
+    specs = discover_states(rule, compute, plan.program.hyperparams, hypers, plan.rule_group(rule))
+    formats = precision.resolve(policy, rule, specs, plan.program.name, warn=False)
+    want: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+    notes = []
+    for s in specs:
+        shape = tuple(p.shape) if layout is Layout.FLAT else s.shape[1:]
+        want.update(precision.member_parts(s.name, saved.get(s.name), shape, s.dtype))
+        if saved.get(s.name) != formats.get(s.name):
+            was, now = saved.get(s.name), formats.get(s.name)
+            notes.append(f"{name}.{s.name}: {was.name if was else str(s.dtype).removeprefix('torch.')} -> "
+                         f"{now.name if now else str(s.dtype).removeprefix('torch.')}")
+    have = set(st) - {"step", precision.KAHAN}
     if "step" not in st:
         raise StateDictError(f"state of parameter {name} has no 'step'")
     step = st["step"]
@@ -104,13 +153,15 @@ def _validate_param_state(plan: Plan, param_groups: list[dict[str, Any]], p: tor
         raise StateDictError(f"state of parameter {name} (rule '{rule.label}') does not match the spec: "
                              + "; ".join(x for x in (f"missing {missing}" if missing else "",
                                                      f"unexpected {extra}" if extra else "") if x))
-    for key, shape in want.items():
+    for key, (shape, dtype) in want.items():
         t = st[key]
         if not isinstance(t, torch.Tensor):
             raise StateDictError(f"state '{key}' of parameter {name} is not a tensor")
         if tuple(t.shape) != shape:
             raise StateDictError(f"state '{key}' of parameter {name} has shape {tuple(t.shape)}, expected {shape}")
-        if t.is_floating_point() != dtypes[key].is_floating_point or \
-                (not t.is_floating_point() and t.dtype != dtypes[key]):
-            expected = "floating point" if dtypes[key].is_floating_point else str(dtypes[key])
+        stored = key not in {s.name for s in specs} or saved.get(key) is not None
+        if (stored and t.dtype != dtype) or t.is_floating_point() != dtype.is_floating_point or \
+                (not t.is_floating_point() and t.dtype != dtype):
+            expected = str(dtype) if stored or not dtype.is_floating_point else "floating point"
             raise StateDictError(f"state '{key}' of parameter {name} has dtype {t.dtype}, expected {expected}")
+    return notes

@@ -103,7 +103,11 @@ class ShardedBucket(Bucket):
 
     # ---- state -----------------------------------------------------------------------------------
     def materialize(self, declared: dict[str, Any], hypers: dict[str, Any],
-                    adopted: list[dict[str, torch.Tensor]]) -> None:
+                    adopted: list[dict[str, torch.Tensor]], held: Any = None, policy: Any = None,
+                    spec_name: str = "") -> None:
+        if policy is not None and not policy.trivial:
+            raise NotImplementedError(f"spec '{spec_name}': a precision policy ({policy.text()}) is not supported "
+                                      "with FSDP2-sharded parameters yet")
         if self.layout is Layout.FLAT:
             return super().materialize(declared, hypers, adopted)
         p = self.params[0]
@@ -169,12 +173,12 @@ class ShardedBucket(Bucket):
             return _rows(t, p)
         return t
 
-    def gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+    def gather(self, tensors: list[torch.Tensor], granularity: int = 1) -> torch.Tensor:
         if self.layout is Layout.FLAT:
             return super().gather([self._plain(i, t) for i, t in enumerate(tensors)])
         return super().gather(tensors)
 
-    def members(self, buf: torch.Tensor) -> list[torch.Tensor]:
+    def members(self, buf: torch.Tensor, granularity: int = 1) -> list[torch.Tensor]:
         if self.layout is not Layout.FLAT:
             return list(buf.unbind(0))
         out, off = [], 0
