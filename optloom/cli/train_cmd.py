@@ -27,6 +27,12 @@ def add_common_args(p: argparse.ArgumentParser, default_task: str | None = None)
                    help="torch CPU threads (default: torch's; 1 is faster on a busy shared machine)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<timestamp>-<task>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--probe", action="store_true",
+                   help="record per rule and step the update's RMS, the gradient's RMS and (matrix rules) the "
+                        "update's top singular value: log.csv columns RULE.STAT, probe.png (its cost is printed)")
+    p.add_argument("--log", action="append", default=[], choices=["tensorboard"],
+                   help="also log every run's scalars: tensorboard (event files in RUN/tensorboard; needs the "
+                        "tensorboard package)")
 
 
 def add_parser(sub) -> None:
@@ -87,11 +93,21 @@ def run_experiment(args: argparse.Namespace, variants: list, title: str = "") ->
     out = new_run_dir(task.name, args.out)
     print(f"{title or 'train'}: {len(variants)} spec(s) x {args.seeds} seed(s) x {steps} steps on "
           f"{task.name} ({device}, backend {args.backend}); run folder {out}", file=sys.stderr)
+    from ..train.tblog import LogUnavailable
+
     exp = Experiment(task, variants, list(range(args.seeds)), steps, out, args.backend, target,
-                     progress=not args.no_progress)
-    code = exp.run()
-    print(exp.table())
+                     progress=not args.no_progress, probe=args.probe, log=sorted(set(args.log)))
+    try:
+        code = exp.run()
+    except LogUnavailable as e:
+        return fail(str(e))
+    exp.show_table()
+    cost = exp.probe_cost()
+    if cost:
+        print(f"\n{cost}")
     print(f"\nrun folder: {out}  ({exp.status}; {elapsed(start)})")
+    if "tensorboard" in exp.log:
+        print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
     for p in exp.plots:
         print(f"plot: {p}")
     if exp.status == "interrupted":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,10 +21,11 @@ from typing import Any
 
 from ..lang.loader import resolve_spec, shipped_names
 from .device import environment
-from .plots import plot_runs
-from .report import format_table, format_value, summarize, write_csv, write_json
+from .plots import plot_probe, plot_runs
+from .report import format_table, format_value, show_table, summarize, write_csv, write_json
 from .runner import RunInterrupted, RunResult, Variant, train_one
 from .tasks import Task
+from .tblog import TensorBoardLog
 
 
 class UsageError(ValueError):
@@ -162,6 +164,8 @@ class Experiment:
     target: float | None = None
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     progress: bool = True
+    probe: bool = False  # per-rule statistics every step (log.csv, probe.png, results.json)
+    log: list[str] = field(default_factory=list)  # scalar loggers: "tensorboard"
     runs: list[RunResult] = field(default_factory=list)
     status: str = "running"
     message: str = ""
@@ -185,6 +189,8 @@ class Experiment:
                  "--backend", self.backend]
         if self.target is not None:
             parts += ["--target", format_value(self.target)]
+        if self.probe:
+            parts.append("--probe")
         for v in self.variants:
             stem = Path(files[v.label]).stem
             parts += [x for k, val in v.overrides.items() for x in ("--set", f"{stem}.{k}={format_value(val)}")]
@@ -219,11 +225,12 @@ class Experiment:
         files = self._write_specs()
         self.save(files)
         code = 0
+        logger = TensorBoardLog(self.out_dir / "tensorboard") if "tensorboard" in self.log else None
         try:
             for v in self.variants:
                 for seed in self.seeds:
                     res = train_one(self.task, v, seed, self.steps, self.backend, self.progress,
-                                    on_log=lambda r: self.save(files, r))
+                                    on_log=lambda r: self.save(files, r), probe=self.probe, log=logger)
                     self.runs.append(res)
                     self.save(files)
                     if res.status != "ok":
@@ -239,6 +246,9 @@ class Experiment:
             self.plots = plot_runs(self.runs, [v.label for v in self.variants], self.out_dir,
                                    f"{self.task.name}: validation loss ({len(self.seeds)} seed"
                                    f"{'s' if len(self.seeds) > 1 else ''})", self.target)
+            if any(r.probe for r in self.runs):
+                self.plots += plot_probe(self.runs, [v.label for v in self.variants], self.out_dir,
+                                         f"{self.task.name}: per-rule statistics")
         except KeyboardInterrupt:
             self.message += "; plots skipped (interrupted)"
         self.save(files)
@@ -246,6 +256,19 @@ class Experiment:
 
     def table(self) -> str:
         return format_table(summarize(self.variants, self.runs, self.target), len(self.seeds))
+
+    def show_table(self) -> None:
+        """Print the table: in colour on a terminal, plain text in logs."""
+        show_table(summarize(self.variants, self.runs, self.target), len(self.seeds))
+
+    def probe_cost(self) -> str | None:
+        """The probe's measured cost, one line (None without --probe)."""
+        ms = [m for r in self.runs for m in (r.probe_ms[1:] or r.probe_ms)]
+        frac = [f for r in self.runs if (f := r.probe_overhead) is not None]
+        if not ms:
+            return None
+        return (f"probe: {statistics.median(ms):.2f} ms/step (median), {100 * statistics.median(frac):.0f}% of the "
+                "optimizer step" if frac else f"probe: {statistics.median(ms):.2f} ms/step (median)")
 
 
 def elapsed(start: float) -> str:

@@ -84,3 +84,53 @@ def plot_runs(runs: list[RunResult], labels: list[str], out_dir: Path, title: st
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_probe(runs: list[RunResult], labels: list[str], out_dir: Path, title: str) -> list[Path]:
+    """Write ``probe.png``: per rule, the update's RMS, the gradient's RMS and the update's top
+    singular value against steps (log scale; the mean over seeds), one colour per variant, one
+    line style per rule. [] without matplotlib or probe data."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    stats = [("update_rms", "update RMS"), ("grad_rms", "gradient RMS"), ("update_top_sv", "update top singular value")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=100)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    drawn = False
+    for i, label in enumerate(labels):
+        mine = [r for r in runs if r.label == label and r.probe]
+        if not mine:
+            continue
+        rules = sorted({k.rsplit(".", 1)[0] for r in mine for k in r.probe})
+        for j, rule in enumerate(rules):
+            for ax, (stat, _) in zip(axes, stats):
+                series = [r.probe.get(f"{rule}.{stat}") for r in mine]
+                series = [s for s in series if s]
+                if not series:
+                    continue
+                n = min(len(s) for s in series)
+                steps = mine[0].steps[:n]
+                mean = [sum(s[k] for s in series) / len(series) for k in range(n)]
+                ax.plot(steps, mean, color=colors[i % len(colors)], ls=styles[j % len(styles)], lw=1.2,
+                        label=f"{label}: {rule}")
+                drawn = True
+    if not drawn:
+        plt.close(fig)
+        return []
+    for ax, (_, name) in zip(axes, stats):
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer steps")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = out_dir / "probe.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return [path]

@@ -44,6 +44,8 @@ class RunResult:
     val_loss: list[float] = field(default_factory=list)
     val_time: list[float] = field(default_factory=list)
     opt_ms: list[float] = field(default_factory=list)      # optimizer.step() milliseconds per step
+    probe: dict[str, list[float]] = field(default_factory=dict)  # --probe: "RULE.STAT" -> value per step
+    probe_ms: list[float] = field(default_factory=list)    # --probe: its own cost per step
     state_bytes: int | None = None
     wall_seconds: float = 0.0
 
@@ -71,8 +73,18 @@ class RunResult:
         times = self.opt_ms[1:] or self.opt_ms
         return statistics.median(times) if times else None
 
+    @property
+    def probe_overhead(self) -> float | None:
+        """The probe's median cost as a fraction of the median optimizer step."""
+        if not self.probe_ms or not self.ms_per_step:
+            return None
+        return statistics.median(self.probe_ms[1:] or self.probe_ms) / self.ms_per_step
+
     def to_dict(self, target: float | None = None) -> dict[str, Any]:
         d = asdict(self)
+        if not self.probe_ms:  # without --probe, results.json is as it always was
+            d.pop("probe")
+            d.pop("probe_ms")
         step, seconds = self.to_target(target)
         d.update(final_val=self.final_val, best_val=self.best_val, ms_per_step=self.ms_per_step,
                  first_step_ms=self.opt_ms[0] if self.opt_ms else None,
@@ -109,16 +121,22 @@ def _describe(e: BaseException) -> str:
 
 
 def train_one(task: Task, variant: Variant, seed: int, steps: int, backend: str = "eager",
-              progress: bool = True, on_log: Callable[[RunResult], None] | None = None) -> RunResult:
+              progress: bool = True, on_log: Callable[[RunResult], None] | None = None,
+              probe: bool = False, log: Any = None) -> RunResult:
     """Train ``task`` with ``variant`` for ``steps`` steps from ``seed``.
 
+    ``probe``: record per-rule statistics every step (:mod:`.probe`). ``log``: a scalar logger
+    (:class:`.tblog.TensorBoardLog`) that gets this run's losses, learning rates and probe values.
     Never raises for a failing run: a spec or construction error, a non-finite loss and an
     interruption are recorded in ``status``/``message`` (``KeyboardInterrupt`` is re-raised
     after recording, so the caller can stop the remaining runs).
     """
     import optloom
 
+    from .probe import Probe
+
     res = RunResult(label=variant.label, seed=seed)
+    writer = log.run(variant.label, seed) if log is not None else None
     dev = task.device
     bar = Progress(f"{variant.label} seed {seed}", steps) if progress else None
     gen = torch.Generator().manual_seed(seed)
@@ -133,12 +151,15 @@ def train_one(task: Task, variant: Variant, seed: int, steps: int, backend: str 
         res.val_steps.append(step)
         res.val_loss.append(v)
         res.val_time.append(train_seconds)
+        if writer is not None:
+            writer.scalars(step, {"loss/val": v})
         return v
 
     try:
         torch.manual_seed(seed)
         model = task.model().to(dev)
         opt = optloom.optimizer(variant.spec, model.named_parameters(), backend=backend, **variant.overrides)
+        probe_of = Probe(opt) if probe else None
         val = validate(0)
         for step in range(1, steps + 1):
             synchronize(dev)
@@ -150,13 +171,31 @@ def train_one(task: Task, variant: Variant, seed: int, steps: int, backend: str 
             if not math.isfinite(lv):
                 res.status, res.message = "diverged", f"training loss became {lv} at step {step}"
                 break
+            stats: dict[str, float] = {}
+            probe_ms = 0.0
+            if probe_of is not None:
+                p0 = time.perf_counter()
+                probe_of.before()
+                probe_ms = 1000 * (time.perf_counter() - p0)
             synchronize(dev)
             t1 = time.perf_counter()
             opt.step()
             synchronize(dev)
             t2 = time.perf_counter()
-            train_seconds += t2 - t0
+            train_seconds += t2 - t0 - probe_ms / 1000  # the probe's cost is not training time
             res.opt_ms.append(1000 * (t2 - t1))
+            if probe_of is not None:
+                stats = probe_of.after()
+                res.probe_ms.append(probe_ms + 1000 * (time.perf_counter() - t2))
+                for key, value in stats.items():
+                    res.probe.setdefault(key, [math.nan] * len(res.steps)).append(value)
+                for key, values in res.probe.items():
+                    if len(values) <= len(res.steps):  # a rule without gradients this step
+                        values.append(math.nan)
+            if writer is not None:
+                lrs = {f"lr/group{i}": float(g["lr"]) for i, g in enumerate(opt.param_groups) if "lr" in g}
+                writer.scalars(step, {"loss/train": lv, "time/opt_step_ms": res.opt_ms[-1], **lrs,
+                                      **{f"{k.split('.')[-1]}/{k.rsplit('.', 1)[0]}": v for k, v in stats.items()}})
             res.steps.append(step)
             res.train_loss.append(lv)
             res.train_time.append(train_seconds)
@@ -174,12 +213,16 @@ def train_one(task: Task, variant: Variant, seed: int, steps: int, backend: str 
     except KeyboardInterrupt:
         res.status, res.message = "interrupted", f"interrupted (Ctrl-C or kill) at step {res.steps_done}"
         res.wall_seconds = time.perf_counter() - start
+        if writer is not None:
+            writer.close()
         if bar:
             bar.close(res.message)
         raise RunInterrupted(res) from None
     except Exception as e:  # a failing run is data, not a crash: record it and go on
         res.status, res.message = "error", _describe(e)
     res.wall_seconds = time.perf_counter() - start
+    if writer is not None:
+        writer.close()
     if bar:
         bar.close("" if res.status == "ok" else f"{res.status}: {res.message.splitlines()[0]}")
     return res
