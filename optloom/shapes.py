@@ -120,7 +120,8 @@ def broadcast(shapes: list[Shape | None], ndim: int) -> Shape | None:
             elif d.is_one:
                 continue
             elif equal(dim, d) is False:
-                raise ShapeError("shapes " + " and ".join(show(s, ndim) for s in known) + " do not broadcast")
+                raise ShapeError("shapes " + " and ".join(show(s, ndim) for s in known) + " do not broadcast",
+                                 "transpose one side (`.T`), or reduce it to a row or column (`row_mean`, …)")
             elif not dim.known:
                 dim = d  # an unknown dim is 1 or the other: the other
         out.append(dim)
@@ -169,14 +170,21 @@ ShapeRule = Callable[[ShapeCall], "Shape | None"]
 
 def same(c: ShapeCall) -> Shape | None:
     """Elementwise: the broadcast shape of the tensor inputs."""
-    return broadcast(list(c.inputs), c.ndim) if c.inputs else None
+    return _broadcast_inputs(c) if c.inputs else None
 
 
 def scalar(c: ShapeCall) -> Shape:
     """One number per parameter (the tensor inputs must broadcast together)."""
     if len(c.inputs) > 1:
-        broadcast(list(c.inputs), c.ndim)
+        _broadcast_inputs(c)
     return ()
+
+
+def _broadcast_inputs(c: ShapeCall) -> Shape | None:
+    try:
+        return broadcast(list(c.inputs), c.ndim)
+    except ShapeError as err:
+        raise ShapeError(f"{c.name}: the inputs' {err}", err.hint) from None
 
 
 def matrix(c: ShapeCall) -> Shape | None:
@@ -194,8 +202,8 @@ def param_view(c: ShapeCall) -> Shape | None:
     neighbouring dims (``as_matrix``); it passes through unchanged."""
     u = c.inputs[0] if c.inputs else None
     if u is not None and not is_view_of(u, c.param):
-        what = "one number per parameter" if u == () else f"of shape {c.show(u)}"
-        raise ShapeError(f"{c.name}: the update is {what}, but the parameter has shape {c.show(c.param)}",
+        what = "is one number per parameter" if u == () else f"has shape {c.show(u)}"
+        raise ShapeError(f"{c.name}: the update {what}, but the parameter has shape {c.show(c.param)}",
                          "an update must have the parameter's shape (or be `as_matrix`'s view of it)")
     return u
 

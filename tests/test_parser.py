@@ -8,6 +8,7 @@ import pytest
 from optloom.lang.loader import SHIPPED
 from optloom.check.program import check_source
 from optloom.lang import ast as A
+from optloom.lang.diagnostics import SpecError
 from optloom.lang.parser import parse
 from optloom.primitives import lookup
 
@@ -91,6 +92,28 @@ def test_literals():
     assert expr(".5") == num(0.5) and expr("1.") == num(1.0) and expr("2E3") == num(2000.0)
     assert expr(r'"a\"b\\c\n"') == A.Str(value='a"b\\c\n')
     assert expr(r'"\d+"') == A.Str(value="\\d+")  # unknown escapes are kept as written (regexes)
+
+
+def test_none_inf_and_coalesce():
+    """`none` and `inf` are literals (reserved words); `x ?? y` is right-associative, binds looser
+    than `or` and tighter than `|>`."""
+    a, b, c = N(id="a"), N(id="b"), N(id="c")
+    inf = A.Num(value=float("inf"), is_int=False)
+    assert expr("none") == A.NoneLit() and expr("inf") == inf
+    assert expr("-inf") == A.UnaryOp(op="-", operand=inf)
+    assert expr("info") == N(id="info") and expr("nonempty") == N(id="nonempty")  # keywords are whole words
+    assert expr("a ?? b ?? c") == A.BinOp(op="??", left=a, right=A.BinOp(op="??", left=b, right=c))
+    assert expr("a ?? b or c") == A.BinOp(op="??", left=a, right=A.BinOp(op="or", left=b, right=c))
+    assert expr("a ?? b |> f") == A.Pipe(left=A.BinOp(op="??", left=a, right=b), stage=A.Stage(callee=N(id="f")))
+    for word in ("none", "inf"):
+        with pytest.raises(SpecError, match="reserved word"):
+            parse(f"optimizer o({word} = 1.0) {{\n  r => grad |> apply(0.1)\n}}\n")
+
+
+def test_optional_hyperparameter_types():
+    m = parse("optimizer o(a: float? = none, b: int ? = 3, c: float = inf) {\n  r => grad |> apply(0.1)\n}\n")
+    assert [(p.type, p.default) for p in m.optimizers[0].params] == [
+        ("float?", A.NoneLit()), ("int?", num(3)), ("float", A.Num(value=float("inf"), is_int=False))]
 
 
 def test_let_state_assign_blocks():

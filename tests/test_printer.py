@@ -2,6 +2,7 @@
 that ignores layout and comments, and ``fmt``'s comment handling."""
 from __future__ import annotations
 
+import math
 import string
 
 import pytest
@@ -26,10 +27,10 @@ floats = st.floats(min_value=0, max_value=1e300, allow_nan=False, allow_infinity
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
 atoms = st.one_of(
     ints, floats, texts.map(lambda s: A.Str(value=s)), st.booleans().map(lambda b: A.Bool(value=b)),
-    names.map(lambda n: A.Name(id=n)),
+    names.map(lambda n: A.Name(id=n)), st.just(A.NoneLit()), st.just(A.Num(value=math.inf, is_int=False)),
 )
 
-BINOPS = ["+", "-", "*", "/", "@", "**", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
+BINOPS = ["+", "-", "*", "/", "@", "**", "==", "!=", "<", "<=", ">", ">=", "and", "or", "??"]
 
 
 def _starts_ambiguous(e: A.Node) -> bool:
@@ -97,8 +98,8 @@ def blocks(draw, depth: int = 3):
     return A.Block(stmts=ss, result=result)
 
 
-params = st.builds(lambda n, t, d: A.Param(name=n, type=t, default=d), names, st.none() | names,
-                   st.none() | exprs(2))
+params = st.builds(lambda n, t, d: A.Param(name=n, type=t, default=d), names,
+                   st.none() | names | names.map(lambda n: n + "?"), st.none() | exprs(2))
 rules = st.builds(lambda lab, sel, body: A.Rule(label=lab, selector=sel, body=body), names, st.none() | exprs(2),
                   blocks(2))
 items = st.one_of(
@@ -151,6 +152,27 @@ def test_parentheses_only_where_needed():
                      ("(not a) == b", "(not a) == b"), ("not (a == b)", "not a == b")]:
         e = parse(f"optimizer o() {{ r => {src} }}").optimizers[0].rules[0].body.result
         assert print_expr(e) == out, src
+
+
+def test_new_syntax_prints_canonically():
+    """Optional hyperparameters (`float?`), `none`, `inf`, `x ?? fallback` (right-associative, looser
+    than `or`, tighter than `|>`) and state that starts from a value print as written."""
+    src = ('optimizer o(lr=1e-3,w:float?=none,k:int?=5,cap=inf,low=-inf) { all => state z=param '
+           'let a=w??k??2.0 z<-z-grad*(w??1.0) (w ?? 1.0) |> sign |> apply(lr * (w ?? lr)) }')
+    assert print_module(parse(src)) == (
+        "optimizer o(lr = 1e-3, w: float? = none, k: int? = 5, cap = inf, low = -inf) {\n"
+        "  all =>\n"
+        "    state z = param\n"
+        "    let a = w ?? k ?? 2.0\n"
+        "    z <- z - grad * (w ?? 1.0)\n"
+        "    w ?? 1.0 |> sign |> apply(lr * (w ?? lr))\n"
+        "}\n"
+    )
+    for text, out in [("(a ?? b) ?? c", "(a ?? b) ?? c"), ("a ?? (b ?? c)", "a ?? b ?? c"),
+                      ("a ?? (b |> f)", "a ?? (b |> f)"), ("(a ?? b) |> f", "a ?? b |> f"),
+                      ("a ?? (b or c)", "a ?? b or c"), ("(a or b) ?? c", "a or b ?? c")]:
+        e = parse(f"optimizer o() {{ r => {text} }}").optimizers[0].rules[0].body.result
+        assert print_expr(e) == out, text
 
 
 def test_long_parameter_lists_break_one_per_line():

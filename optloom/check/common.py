@@ -49,6 +49,9 @@ def known_value(v: ir.Node, hypers: dict[str, ir.HyperParam]) -> tuple[Any, list
         return v.value, []
     if isinstance(v, ir.Hyper):
         return hypers[v.name].default, [v.name]
+    if isinstance(v, ir.Op) and v.op == "??":  # an optional hyperparameter, or its fallback when unset
+        value, names = known_value(v.operands[0], hypers)
+        return (value, names) if value is not None else known_value(v.operands[1], hypers)
     if isinstance(v, ir.TupleOf):
         vals, names = [], []
         for item in v.items:

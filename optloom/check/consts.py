@@ -15,6 +15,8 @@ class ConstError(ValueError):
 def const_value(e: A.Expr) -> Any:
     if isinstance(e, A.Num | A.Str | A.Bool):
         return e.value
+    if isinstance(e, A.NoneLit):
+        return None
     if isinstance(e, A.TupleLit):
         return tuple(const_value(i) for i in e.items)
     if isinstance(e, A.ListLit):
@@ -34,8 +36,8 @@ def const_value(e: A.Expr) -> Any:
             out = _ARITH[e.op](a, b)
         except (ZeroDivisionError, OverflowError, ValueError) as err:
             raise ConstError(f"cannot compute {a!r} {e.op} {b!r}: {err}") from None
-        if isinstance(out, float) and not math.isfinite(out):
-            raise ConstError(f"{a!r} {e.op} {b!r} is not finite")
+        if isinstance(out, float) and (math.isnan(out) or math.isinf(out) and math.isfinite(a) and math.isfinite(b)):
+            raise ConstError(f"{_show(a)} {e.op} {_show(b)} is not {'a number' if math.isnan(out) else 'finite'}")
         if isinstance(out, complex):
             raise ConstError(f"{a!r} {e.op} {b!r} is not a real number")
         return out
@@ -57,6 +59,10 @@ _ARITH = {
 }
 
 
+def _show(v: Any) -> str:
+    return ("inf" if v > 0 else "-inf") if isinstance(v, float) and math.isinf(v) else repr(v)
+
+
 def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
@@ -72,4 +78,6 @@ def type_of_value(v: Any) -> str:
         return "str"
     if isinstance(v, tuple):
         return "tuple"
+    if v is None:
+        return "none"
     return "list"

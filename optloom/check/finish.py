@@ -15,11 +15,14 @@ from ..lang import ast as A
 from ..lang.diagnostics import Reporter
 from . import ir
 from .rule import RuleChecker
+from .shapes import check_shapes
 
 
 def finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.Node) -> ir.RuleIR | None:
     """The rule's IR, or None after reporting why it cannot run."""
-    nodes = ir.walk([result, *(v for _, v in checker.writes)])
+    roots = [result, *(v for _, v in checker.writes), *checker.kept]
+    check_shapes(rep, rule.label, [*roots, *checker.bound], checker.inputs["grad"].ndims, checker.assignments)
+    nodes = ir.walk(roots)
     calls = [n for n in nodes if isinstance(n, ir.Call)]
     applies = [c for c in calls if c.prim.writes_param and not c.prim.lr_from_apply]  # type: ignore[union-attr]
     if not applies:
@@ -49,16 +52,18 @@ def finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.No
     copy_of = rebuild(nodes, edit)
     refs = [n for n in nodes if isinstance(n, ir.StateRef)]
     elementwise = all(c.prim.elementwise for c in calls) and not any(n.kind == "scalar" for n in nodes) and \
-        all(r.init.elementwise for r in refs) and \
+        all(r.init.elementwise for r in refs if r.init is not None) and \
         not any(isinstance(n, ir.Op) and n.op in ("@", "transpose") for n in nodes)  # type: ignore[union-attr]
     states = [ir.StateInfo(full, c.prim.name, next(s.doc for s in c.prim.state if s.name == local))  # type: ignore[union-attr]
               for c in calls for local, full in c.state_names.items()]
-    states += [ir.StateInfo(r.name, "state", f"feedback state, starts as {r.init.name}") for r in refs]  # type: ignore[union-attr]
+    states += [ir.StateInfo(r.name, "state", f"feedback state, starts as {r.init.name}" if r.init is not None  # type: ignore[union-attr]
+                            else "feedback state, starts from a value of the first step") for r in refs]
     states += [ir.StateInfo(n.name, "every", "value cached by every(T, ...)") for n in nodes if isinstance(n, ir.Every)]
     return ir.RuleIR(rule.label, rule.selector, copy_of(result), states, elementwise,
                      sorted({c.prim.name for c in calls}), rule.span,  # type: ignore[union-attr]
                      {k: copy_of(v) for k, v in checker.labels.items()},
-                     writes=[(k, copy_of(v)) for k, v in checker.writes], periods=copy_of(checker.periods))
+                     writes=[(k, copy_of(v)) for k, v in checker.writes], periods=copy_of(checker.periods),
+                     kept=copy_of(checker.kept))
 
 
 def rebuild(nodes: list[ir.Node], edit: Callable[[ir.Node], dict[str, Any]]) -> Callable[[Any], Any]:

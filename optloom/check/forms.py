@@ -1,27 +1,21 @@
-"""The constructs that reach beyond one stateless pipeline, as tables of handlers over the
-checker's :class:`~.interface.Checker` interface: the feedback-state statements
-(``state NAME = init`` / ``NAME <- expr``, :data:`STATEMENTS`) and the language forms
-``every(T, value)``, ``gate(mask, then, else)`` and ``restart(T, value)`` (:data:`FORMS`).
-See docs/language.md, "State and scopes".
+"""The language forms ``every(T, value)``, ``gate(mask, then, else)`` and ``restart(T, value)``,
+as a table of handlers over the checker's :class:`~.interface.Checker` interface (:data:`FORMS`);
+the feedback-state statements are :mod:`.statements`. See docs/language.md, "State and scopes".
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable
+from typing import Annotated, Callable
 
 from pydantic import Field
 
 from ..lang import ast as A
-from ..primitives.registry import Arg, all_primitives, did_you_mean, lookup
+from ..primitives.registry import Arg
 from . import ir
-from .common import FAILED, Abort, known_value, max_kind
+from .common import Abort, known_value, max_kind
 from .interface import Checker, Env
 
 FormHandler = Callable[[Checker, A.Call, Env, str | None], ir.Node]  # (checker, call, env, bind name)
-StatementHandler = Callable[[Checker, Any, Env, dict[str, Any]], None]  # (checker, stmt, env, lets)
-
-_STATE_DTYPES = {"float32": "float32", "f32": "float32", "float64": "float64", "f64": "float64",
-                "bfloat16": "bfloat16", "bf16": "bfloat16"}
 _PERIOD = Arg("T", Annotated[int, Field(ge=1)], 1, True, "int")  # validates every/restart periods
 
 
@@ -31,86 +25,6 @@ class Form:
 
     usage: str  # what the checker tells users to write
     check: FormHandler
-
-
-# ---- feedback state ----------------------------------------------------------------------------
-def declare_state(ck: Checker, stmt: A.StateDecl, env: Env, lets: dict[str, Any]) -> None:
-    """``state NAME[: dtype] = init``: init is an initializer (``zeros(x)``, ``eye(x, side)``,
-    ``fill(x, value)``) or a number (a per-parameter scalar starting at that value)."""
-    if ck.shadows(stmt.name, stmt.span, "state"):
-        return
-    if stmt.name in ck.feedback:
-        ck.rep.error(f"state '{stmt.name}' declared twice", stmt.span)
-        return
-    try:
-        env[stmt.name] = ck.feedback[stmt.name] = _state_ref(ck, stmt, env)
-    except Abort:
-        env[stmt.name] = FAILED
-
-
-def _state_ref(ck: Checker, stmt: A.StateDecl, env: Env) -> ir.StateRef:
-    dtype = None
-    if stmt.dtype is not None:
-        dtype = _STATE_DTYPES.get(stmt.dtype)
-        if dtype is None:
-            ck.rep.error(f"unknown state dtype '{stmt.dtype}'", stmt.span,
-                         did_you_mean(stmt.dtype, list(_STATE_DTYPES)) or f"use one of {', '.join(_STATE_DTYPES)}")
-            raise Abort
-    init = stmt.init
-    if isinstance(init, A.Num | A.UnaryOp):
-        init = A.Call(func="fill", args=[A.Name(id="grad", span=init.span), init], span=init.span, func_span=init.span)
-    prim = lookup(init.func) if isinstance(init, A.Call) else None
-    if not isinstance(init, A.Call) or prim is None or prim.family != "init":
-        inits = ", ".join(p.signature_text() for p in all_primitives() if p.family == "init")
-        ck.rep.error(f"state '{stmt.name}' must start from an initializer or a number", stmt.init.span,
-                     f"initializers: {inits}")
-        raise Abort
-    node = ck.call(init, env)  # the initializer runs when the state is created
-    assert isinstance(node, ir.Call)
-    args = {}
-    for k, v in node.args.items():
-        if not isinstance(v, ir.Const):
-            ck.rep.error(f"{prim.name}: argument '{k}' of a state initializer must be a constant", init.span)
-            raise Abort
-        args[k] = v.value
-    if node.inputs[0].frames:
-        ck.rep.error("a state cannot start from a value inside a rotated frame", init.span)
-        raise Abort
-    if stmt.name in ck.state_names:
-        ck.rep.error(f"state name '{stmt.name}' is already used by a stage of this rule", stmt.span,
-                     "choose another name")
-        raise Abort
-    ck.state_names.claim(stmt.name)
-    return ir.StateRef(kind=node.kind, span=stmt.span, ndims=node.ndims, name=stmt.name, init=prim,
-                       init_args=args, like=node.inputs[0], dtype=dtype)
-
-
-def assign_state(ck: Checker, stmt: A.Assign, env: Env, lets: dict[str, Any]) -> None:
-    """``NAME <- expr``: later statements read the new value; the last one is stored."""
-    ref = ck.feedback.get(stmt.name)
-    if ref is None:
-        hint = ("it is a `let` binding, which cannot change" if stmt.name in lets
-                else f"declare it first: `state {stmt.name} = zeros(grad)`")
-        ck.rep.error(f"'{stmt.name}' is not a feedback state", stmt.span, hint)
-        return
-    try:
-        value = ck.expr(stmt.value, env)
-    except Abort:
-        env[stmt.name] = FAILED
-        return
-    if value.frames:
-        value = ck.leave_frames(value)
-    if value.kind not in ("tensor", "scalar") and ref.kind == "tensor":
-        ck.rep.error(f"state '{stmt.name}' holds a tensor; this assigns a {value.kind} value", stmt.value.span)
-        return
-    if value.kind == "tensor" and ref.kind == "scalar":
-        ck.rep.error(f"state '{stmt.name}' holds one number per parameter; this assigns a tensor",
-                     stmt.value.span, "reduce it first (e.g. `fro_norm`, `as_scalar`)")
-        return
-    env[stmt.name] = value
-
-
-STATEMENTS: dict[type, StatementHandler] = {A.StateDecl: declare_state, A.Assign: assign_state}
 
 
 # ---- language forms ----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class Const(Node):
 @dataclass(eq=False)
 class Hyper(Node):
     name: str = ""
+    optional: bool = False  # declared `name: T? = ...`: may be none (unset)
 
 
 @dataclass(eq=False)
@@ -57,7 +58,8 @@ class TupleOf(Node):
 
 @dataclass(eq=False)
 class Op(Node):
-    """Arithmetic: ``+ - * / ** @ == != < <= > >= neg not index transpose``."""
+    """Arithmetic: ``+ - * / ** @ == != < <= > >= neg not index transpose``, and ``??`` (an
+    optional hyperparameter, its first operand, or the second when it is unset)."""
 
     op: str = "+"
     operands: list[Node] = field(default_factory=list)
@@ -84,16 +86,19 @@ class Call(Node):
 @dataclass(eq=False)
 class StateRef(Node):
     """Feedback state ``name`` as it was at the start of the step (``state NAME = init``).
-    ``init`` is an initializer primitive applied to ``like``, of which it reads only the shape."""
+    Either ``init`` is an initializer primitive applied to ``like``, of which it reads only the
+    shape (the buffer is allocated with it), or the state starts from ``value``: an expression
+    computed on the parameter's first step, before anything else runs."""
 
     name: str = ""
     init: Primitive | None = None
     init_args: dict[str, Any] = field(default_factory=dict)
     like: Node | None = None
     dtype: str | None = None
+    value: Node | None = None
 
     def children(self) -> list[Node]:
-        return [self.like]  # type: ignore[list-item]
+        return [self.value if self.value is not None else self.like]  # type: ignore[list-item]
 
 
 @dataclass(eq=False)
@@ -139,13 +144,14 @@ class HyperParam:
     type: str  # float | int | bool | str | tuple
     default: Any
     span: Span = NO_SPAN
+    optional: bool = False  # `name: T? = ...`: the value may be None (unset)
 
     @property
     def structural(self) -> bool:
-        """Known when the spec is checked: ints, bools, strings, tuples (their length and form). A
-        tuple of floats may still reach the step graph as runtime values (see
-        :func:`optloom.lowering.hypers.runtime_values`)."""
-        return self.type in ("int", "bool", "str", "tuple")
+        """Known when the spec is checked: ints, bools, strings, tuples (their length and form) and
+        optional hyperparameters (whether they are set). A tuple of floats may still reach the step
+        graph as runtime values (see :func:`optloom.lowering.hypers.runtime_values`)."""
+        return self.optional or self.type in ("int", "bool", "str", "tuple")
 
     @property
     def runtime(self) -> bool:
@@ -171,6 +177,7 @@ class RuleIR:
     labels: dict[str, Call] = field(default_factory=dict)
     writes: list[tuple[str, Node]] = field(default_factory=list)  # feedback state <- final value
     periods: list[Node] = field(default_factory=list)  # the T of every `every`/`restart`, in order
+    kept: list[StateRef] = field(default_factory=list)  # states written but never read: stored all the same
 
     @cached_property
     def reductions(self) -> list[Call]:
@@ -204,12 +211,19 @@ class RuleIR:
         elsewhere |= {v.name for c in nodes if isinstance(c, Call) and c.prim is not None
                       for k, v in c.args.items() if isinstance(v, Hyper) and c.prim.args[k].structural}
         elsewhere |= {p.name for p in self.periods if isinstance(p, Hyper)}
+        elsewhere |= {n.name for n in nodes if isinstance(n, Hyper) and n.optional}
         return frozenset((everywhere & as_runtime_arg) - elsewhere)
+
+    @cached_property
+    def first_step(self) -> bool:
+        """Some state starts from a value computed on the first step (its graphs depend on it); once."""
+        return any(isinstance(n, StateRef) and n.value is not None for n in walk(self.roots))
 
     @property
     def roots(self) -> list[Node]:
-        """What one step computes: the result and the final value of each feedback state."""
-        return [self.result, *(v for _, v in self.writes)]
+        """What one step computes: the result, the final value of each feedback state, and the
+        states nothing reads (so that they are stored)."""
+        return [self.result, *(v for _, v in self.writes), *self.kept]
 
     @property
     def selector_text(self) -> str:

@@ -29,20 +29,31 @@ def check_hyperparams(rep: Reporter, params: list[A.Param], rejected: set[str] |
         if p.name in INPUTS or p.name in selectors.SELECTOR_NAMES:
             rep.error(f"'{p.name}' is reserved and cannot be a hyperparameter", p.span)
             continue
-        if p.type is not None and p.type not in HYPER_TYPES:
-            rep.error(f"unknown type '{p.type}'", p.span, did_you_mean(p.type, list(HYPER_TYPES)) or
-                      f"types are {', '.join(HYPER_TYPES)}")
+        optional = p.type is not None and p.type.endswith("?")
+        declared = p.type[:-1] if optional else p.type
+        if declared is not None and declared not in HYPER_TYPES:
+            rep.error(f"unknown type '{p.type}'", p.span, did_you_mean(declared, list(HYPER_TYPES)) or
+                      f"types are {', '.join(HYPER_TYPES)} (optional: `float?`, …)")
             continue
         if p.default is None:
-            rep.error(f"hyperparameter '{p.name}' needs a default value", p.span)
+            rep.error(f"hyperparameter '{p.name}' needs a default value", p.span,
+                      f"an optional one defaults to none: `{p.name}: float? = none`" if optional else None)
             continue
         try:
             value = const_value(p.default)
         except ConstError as err:
             rep.error(f"default of '{p.name}': {err}", p.default.span)
             continue
+        if value is None:
+            if not optional:
+                rep.error(f"hyperparameter '{p.name}' defaults to none but is not optional", p.default.span,
+                          f"declare it optional with its type: `{p.name}: {declared or 'float'}? = none`")
+                continue
+            out[p.name] = ir.HyperParam(p.name, declared, None, p.span, optional=True)  # type: ignore[arg-type]
+            rejected.discard(p.name)
+            continue
         inferred = type_of_value(value)
-        typ = p.type or inferred
+        typ = declared or inferred
         if typ == "float" and inferred == "int":
             value = float(value)
         elif typ != inferred:
@@ -51,7 +62,7 @@ def check_hyperparams(rep: Reporter, params: list[A.Param], rejected: set[str] |
         if isinstance(value, list):
             rep.error(f"hyperparameter '{p.name}': lists are not hyperparameters; use a tuple", p.default.span)
             continue
-        out[p.name] = ir.HyperParam(p.name, typ, value, p.span)
+        out[p.name] = ir.HyperParam(p.name, typ, value, p.span, optional=optional)
         rejected.discard(p.name)
     return out
 

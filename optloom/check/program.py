@@ -61,6 +61,8 @@ class Program:
             if c.hyper not in values:
                 continue
             value = values[c.hyper]
+            if value is None and self.hyperparams[c.hyper].optional:
+                continue  # unset: the spec's `??` or the argument decides
             if c.item is not None:
                 value = value[c.item]
             try:
@@ -79,7 +81,7 @@ class Program:
         lines = [f"optimizer {self.name}  (spec hash {self.hash})", "hyperparameters:"]
         for h in self.hyperparams.values():
             kind = "structural" if h.structural else "runtime"
-            lines.append(f"  {h.name}: {h.type} = {h.default!r}  [{kind}]")
+            lines.append(f"  {h.name}: {h.type}{'?' if h.optional else ''} = {h.default!r}  [{kind}]")
         lines.append("rules:")
         for r in self.rules:
             lines.append(f"  {r.label}: {r.selector_text}")
@@ -94,17 +96,20 @@ def _is_tensor(v: Any) -> bool:
 
 
 def _check_type(h: ir.HyperParam, value: Any, where: str) -> None:
+    if value is None and h.optional:
+        return
     ok = {
         "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
         or (_is_tensor(v) and v.numel() == 1 and v.is_floating_point()),
         "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "bool": lambda v: isinstance(v, bool),
         "str": lambda v: isinstance(v, str),
-        "tuple": lambda v: isinstance(v, (tuple, list)) and len(v) == len(h.default),
+        "tuple": lambda v: isinstance(v, (tuple, list)) and (h.default is None or len(v) == len(h.default)),
     }[h.type]
     if not ok(value):
-        raise TypeError(f"{where}hyperparameter '{h.name}' must be {h.type}"
-                        f"{f' of length {len(h.default)}' if h.type == 'tuple' else ''}, got {value!r}")
+        length = f" of length {len(h.default)}" if h.type == "tuple" and h.default is not None else ""
+        raise TypeError(f"{where}hyperparameter '{h.name}' must be {h.type}{length}"
+                        f"{' or None' if h.optional else ''}, got {value!r}")
 
 
 def compile(spec: str, name: str | None = None) -> Program:

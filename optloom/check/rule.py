@@ -1,21 +1,22 @@
 """The rule checker: resolves names, hyperparameters and ``def``s against the primitive registry
-and turns one rule body into a typed dataflow DAG (:mod:`.ir`). Feedback state and the language
-forms are handlers in :mod:`.forms`, looked up by statement type and by name.
+and turns one rule body into a typed dataflow DAG (:mod:`.ir`). Feedback state is handled by
+:mod:`.statements`, the language forms by :mod:`.forms`, primitive calls by :mod:`.calls`; the
+shapes of the finished DAG are checked by :mod:`.shapes`.
 
 All problems of a file are reported together as diagnostics; nothing is evaluated as Python.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from ..lang import ast as A
 from ..lang.diagnostics import Reporter, Span
-from ..primitives.registry import Primitive, all_primitives, did_you_mean, lookup
+from ..primitives.registry import all_primitives, did_you_mean, lookup
 from . import ir
+from .calls import primitive_call
 from .consts import ConstError, const_value
-from .common import FAILED, HYPER_TYPES, INPUTS, UNKNOWN, Abort, StateNames, known_value, max_kind, tuple_len
-from .forms import FORMS, STATEMENTS
+from .common import FAILED, INPUTS, Abort, StateNames, max_kind, tuple_len
+from .forms import FORMS
 from .interface import Env
+from .statements import STATEMENTS
 
 
 class RuleChecker:
@@ -38,6 +39,9 @@ class RuleChecker:
         self.periods: list[ir.Node] = []  # every(T) / restart(T) periods
         self.guard: ir.Node | None = None  # inside gate(mask, ...): the mask its calls write under
         self.restart: ir.Node | None = None  # inside restart(T, ...): T
+        self.assignments: list[tuple[ir.StateRef, ir.Node, Span]] = []  # every `NAME <- expr`, checked
+        self.bound: list[ir.Node] = []  # every value bound by a `let` (used or not: its shapes are checked)
+        self.kept: list[ir.StateRef] = []  # states written but never read: stored all the same
 
     # ---- statements and blocks -----------------------------------------------------------------
     def block(self, block: A.Block, env: Env, track_unused: bool = True, top: bool = False) -> ir.Node:
@@ -55,6 +59,7 @@ class RuleChecker:
                     continue
                 env[stmt.name] = node
                 lets[stmt.name] = (stmt, node)
+                self.bound.append(node)
             elif not top:
                 what = "`state`" if isinstance(stmt, A.StateDecl) else "`<-`"
                 self.rep.error(f"{what} belongs at the top of a rule body, not inside a def or a nested block",
@@ -65,18 +70,43 @@ class RuleChecker:
         if result.frames and track_unused:
             result = self.leave_frames(result)
         if top:
-            for name, ref in self.feedback.items():
-                if env.get(name) is ref:
-                    self.rep.warning(f"state '{name}' is never assigned: it keeps its initial value",
-                                     ref.span, f"update it with `{name} <- ...`")
-                elif env.get(name) is not FAILED:
-                    self.writes.append((name, env[name]))
+            self.finish_states(result, env)
         if track_unused:
             reachable = {id(n) for n in ir.walk([result, *(v for _, v in self.writes)])}
             for name, (stmt, node) in lets.items():
                 if id(node) not in reachable:
                     self.rep.warning(f"binding '{name}' is never used", stmt.span)
         return result
+
+    def finish_states(self, result: ir.Node, env: Env) -> None:
+        """The final value of each feedback state is stored; a state never assigned, or never read
+        before it is assigned, is reported (the latter is stored all the same)."""
+        for name, ref in self.feedback.items():
+            if env.get(name) is ref:
+                self.rep.warning(f"state '{name}' is never assigned: it keeps its initial value",
+                                 ref.span, f"update it with `{name} <- ...`")
+            elif env.get(name) is not FAILED:
+                self.writes.append((name, env[name]))
+        read = {id(n) for n in ir.walk([result, *(v for _, v in self.writes)])}
+        for name, ref in self.feedback.items():
+            if env.get(name) not in (ref, FAILED) and id(ref) not in read:
+                self.kept.append(ref)
+                self.rep.warning(f"state '{name}' is written but never read: no step uses the value the step "
+                                 "before stored", ref.span, f"it is kept in state_dict(); to use it, read `{name}` "
+                                 f"before `{name} <- ...` (or make it a `let` if it needs no memory)")
+
+    def usable(self, v: ir.Node, span: Span) -> None:
+        """Refuse a value that may be none: an optional hyperparameter, or `none` itself."""
+        if isinstance(v, ir.Hyper) and v.optional:
+            self.rep.error(f"hyperparameter '{v.name}' may be unset (none): it has no value to compute with",
+                           span, f"give a fallback for when it is unset: `{v.name} ?? value`, or pass it to an "
+                                 "argument that accepts none")
+            raise Abort
+        if isinstance(v, ir.Const) and v.value is None and v is not FAILED:
+            self.rep.error("`none` is not a value to compute with", span,
+                           "it is the default of an optional hyperparameter (`x: float? = none`) or an argument "
+                           "that accepts none")
+            raise Abort
 
     def shadows(self, name: str, span: Span, what: str) -> bool:
         """Report and return True when ``name`` would shadow an input or a hyperparameter."""
@@ -90,6 +120,8 @@ class RuleChecker:
     def expr(self, e: A.Expr, env: Env, bind_name: str | None = None) -> ir.Node:
         if isinstance(e, A.Num | A.Str | A.Bool):
             return ir.Const(kind="const", value=e.value, span=e.span)
+        if isinstance(e, A.NoneLit):
+            return ir.Const(kind="const", value=None, span=e.span)
         if isinstance(e, A.Name):
             return self.name(e, env)
         if isinstance(e, A.TupleLit | A.ListLit):
@@ -100,7 +132,8 @@ class RuleChecker:
                     raise Abort
                 vals = [i.value for i in items]  # type: ignore[attr-defined]
                 return ir.Const(kind="const", value=vals if isinstance(e, A.ListLit) else tuple(vals), span=e.span)
-            for i in items:
+            for i, item in zip(items, e.items):
+                self.usable(i, item.span)
                 if i.kind in ("tensor", "scalar"):
                     self.rep.error("tuples hold constants or hyperparameters, not tensors", i.span)
                     raise Abort
@@ -108,12 +141,13 @@ class RuleChecker:
         if isinstance(e, A.Call):
             return self.call(e, env, piped=None, label=None, bind_name=bind_name)
         if isinstance(e, A.Pipe):
-            left = self.expr(e.left, env)
+            left = self.call(e.left, env, head=True) if isinstance(e.left, A.Call) else self.expr(e.left, env)
             return self.stage(e.stage, left, env, bind_name)
         if isinstance(e, A.BinOp):
             return self.binop(e, env)
         if isinstance(e, A.UnaryOp):
             v = self.expr(e.operand, env)
+            self.usable(v, e.operand.span)
             if isinstance(v, ir.Const):
                 try:
                     return ir.Const(kind="const", value=const_value(e), span=e.span)
@@ -123,6 +157,7 @@ class RuleChecker:
             return ir.Op(kind=v.kind, op="neg" if e.op == "-" else "not", operands=[v], span=e.span, ndims=v.ndims)
         if isinstance(e, A.Index):
             v, i = self.expr(e.value, env), self.expr(e.index, env)
+            self.usable(v, e.value.span)
             if not isinstance(i, ir.Const) or not isinstance(i.value, int) or isinstance(i.value, bool):
                 self.rep.error("an index must be a constant integer", e.index.span)
                 raise Abort
@@ -162,7 +197,8 @@ class RuleChecker:
         if e.id in self.hypers and not self.def_stack:
             self.used.add(e.id)
             h = self.hypers[e.id]
-            return ir.Hyper(kind="structural" if h.structural else "runtime", name=e.id, span=e.span)
+            return ir.Hyper(kind="structural" if h.structural else "runtime", name=e.id, span=e.span,
+                            optional=h.optional)
         if e.id in self.rejected and not self.def_stack:
             raise Abort  # its declaration already has an error
         if lookup(e.id) is not None or e.id in self.defs:
@@ -185,23 +221,41 @@ class RuleChecker:
         if e.op in ("and", "or"):
             self.rep.error(f"`{e.op}` combines selector conditions; it has no meaning on values", e.span)
             raise Abort
+        if e.op == "??":
+            return self.coalesce(e, env)
         a, b = self.expr(e.left, env), self.expr(e.right, env)
+        self.usable(a, e.left.span)
+        self.usable(b, e.right.span)
         if isinstance(a, ir.Const) and isinstance(b, ir.Const):
             try:
                 return ir.Const(kind="const", value=const_value(e), span=e.span)
             except ConstError as err:
                 self.rep.error(str(err), e.span)
                 raise Abort from None
-        for v in (a, b):
-            if isinstance(v, ir.TupleOf) or (isinstance(v, ir.Hyper) and self.hypers[v.name].type == "tuple"):
-                self.rep.error("arithmetic on a tuple: index it first (e.g. `betas[0]`)", v.span)
+        for v, side in ((a, e.left), (b, e.right)):
+            if isinstance(v, ir.TupleOf) or (isinstance(v, ir.Hyper) and self.hypers[v.name].type == "tuple") or \
+                    isinstance(v, ir.Const) and isinstance(v.value, tuple):
+                self.rep.error("arithmetic on a tuple: index it first (e.g. `betas[0]`)", side.span)
                 raise Abort
         if e.op == "@":
-            for v in (a, b):
-                self.need_matrix(v, "`@`", v.span)
+            for v, side in ((a, e.left), (b, e.right)):
+                self.need_matrix(v, "`@`", side.span)
         kind = max_kind([a, b])
         ndims = a.ndims if a.kind == "tensor" else b.ndims
         return ir.Op(kind=kind, op=e.op, operands=[a, b], span=e.span, ndims=ndims, frames=self.same_frame([a, b], e.span))
+
+    def coalesce(self, e: A.BinOp, env: Env) -> ir.Node:
+        """``x ?? fallback``: the optional hyperparameter ``x``, or ``fallback`` when it is unset."""
+        a = self.expr(e.left, env)
+        if not (isinstance(a, ir.Hyper) and a.optional):
+            what = f"hyperparameter '{a.name}' is not optional" if isinstance(a, ir.Hyper) else \
+                "its left side is not a hyperparameter"
+            self.rep.error(f"`??` gives a fallback for an optional hyperparameter, but {what}", e.left.span,
+                           "declare it optional: `x: float? = none`")
+            raise Abort
+        b = self.expr(e.right, env)
+        self.usable(b, e.right.span)
+        return ir.Op(kind=max_kind([a, b]), op="??", operands=[a, b], span=e.span, ndims=b.ndims, frames=b.frames)
 
     def same_frame(self, values: list[ir.Node], span: Span) -> tuple[ir.Call, ...]:
         framed = {v.frames for v in values if v.frames}
@@ -231,8 +285,9 @@ class RuleChecker:
 
     # ---- calls ---------------------------------------------------------------------------------
     def call(self, c: A.Call, env: Env, piped: ir.Node | None = None, label: str | None = None,
-             bind_name: str | None = None, label_span: Span | None = None) -> ir.Node:
-        """A call of a def (inlined), a language form or a primitive; ``piped``: the value of ``|>``."""
+             bind_name: str | None = None, label_span: Span | None = None, head: bool = False) -> ir.Node:
+        """A call of a def (inlined), a language form or a primitive; ``piped``: the value of ``|>``;
+        ``head``: the call is the first stage of a pipeline (it may start from ``grad``)."""
         if c.func in self.defs:
             return self.inline(self.defs[c.func], c, env, piped)
         if c.func in FORMS:
@@ -246,115 +301,7 @@ class RuleChecker:
             names = [p.name for p in all_primitives()] + list(self.defs)
             self.rep.error(f"unknown primitive '{c.func}'", c.func_span, did_you_mean(c.func, names))
             raise Abort
-        bound = self.bind(prim, c, env, piped)
-        inputs: list[ir.Node] = []
-        for name in prim.inputs:
-            if name not in bound:
-                self.rep.error(f"{prim.name} needs a tensor input '{name}'", c.span, f"signature: {prim.signature_text()}")
-                raise Abort
-            v, span = bound[name]
-            if v.kind not in ("tensor", "scalar", "runtime"):
-                self.rep.error(f"{prim.name}: input '{name}' must be a tensor, got a {v.kind} value", span)
-                raise Abort
-            inputs.append(v)
-        args: dict[str, ir.Node] = {}
-        for name, arg in prim.args.items():
-            if name in bound:
-                args[name] = self.argument(prim, arg, *bound[name])
-            elif arg.required:
-                self.rep.error(f"{prim.name} needs argument '{name}'", c.span, f"signature: {prim.signature_text()}")
-                raise Abort
-            elif not (prim.lr_from_apply and name == "lr"):  # the rule's apply lr: bound when the rule is finished
-                args[name] = ir.Const(kind="const", value=arg.default)
-        if prim.reads_param and inputs and inputs[0].frames:
-            inputs[0] = self.leave_frames(inputs[0])  # frames end before the parameter
-        frames = self.same_frame(inputs, c.span)
-        if frames and any(not st.linear for st in prim.state):
-            self.rep.error(f"{prim.name} keeps non-linear state, which cannot live inside a rotated frame",
-                           c.func_span, f"move {prim.name} before the frame-opening stage")
-            raise Abort
-        kind, ndims = self.output_type(prim, inputs, c.func_span)
-        node = ir.Call(kind=kind, span=c.span, ndims=ndims, frames=frames, prim=prim, inputs=inputs, args=args,
-                       state_names=self.state_names.claim_stage([st.name for st in prim.state], label or bind_name),
-                       label=label, guard=self.guard, restart=self.restart)
-        if prim.frame is not None:
-            node.frames = (*frames, node)  # a frame-opening call's value lives in its own frame
-        if label:
-            if label in self.labels:
-                self.rep.error(f"stage label '{label}' used twice in rule '{self.rule.label}'", label_span or c.span)
-            self.labels[label] = node
-        self.calls.append(node)
-        return node
-
-    def bind(self, prim: Primitive, c: A.Call, env: Env, piped: ir.Node | None) -> dict[str, tuple[ir.Node, Span]]:
-        """The values of a primitive call by parameter name (inputs and arguments), with their spans."""
-        pos = [self.expr(a, env) for a in c.args]
-        if piped is None and prim.inputs and (not pos or pos[0].kind not in ("tensor", "scalar")):
-            piped = self.inputs["grad"]  # a pipeline may begin with a stage: it starts from grad
-        values = ([piped] if piped is not None else []) + pos
-        params = [*prim.inputs, *prim.args]
-        if len(values) > len(params):
-            self.rep.error(f"{prim.name} takes at most {len(params) - (1 if piped is not None else 0)} "
-                           f"argument(s) here, got {len(pos)}", c.span, f"signature: {prim.signature_text()}")
-            raise Abort
-        bound: dict[str, tuple[ir.Node, Span]] = {p: (v, v.span) for p, v in zip(params, values)}
-        for kw in c.kwargs:
-            if kw.name not in params:
-                self.rep.error(f"{prim.name} has no argument '{kw.name}'", kw.span,
-                               did_you_mean(kw.name, params) or f"signature: {prim.signature_text()}")
-                raise Abort
-            if kw.name in bound:
-                self.rep.error(f"argument '{kw.name}' of {prim.name} given twice", kw.span)
-                raise Abort
-            bound[kw.name] = (self.expr(kw.value, env), kw.value.span)
-        return bound
-
-    def output_type(self, prim: Primitive, inputs: list[ir.Node], span: Span) -> tuple[ir.Kind, frozenset[int]]:
-        """The kind and dims of a primitive's output (checks its matrix needs on the way)."""
-        first = inputs[0] if inputs else None
-        ndims = first.ndims if first is not None else frozenset()
-        if prim.name == "as_matrix":
-            bad = sorted(d for d in ndims if d < 2)
-            if bad:
-                self.rep.error(f"as_matrix needs parameters with at least 2 dims, but rule '{self.rule.label}' "
-                               f"admits ndim={bad[0]}", span, "restrict the rule's selector (e.g. `ndim >= 2`)")
-            ndims = frozenset({2})
-        if prim.needs_matrix and first is not None:
-            if first.kind != "tensor":
-                self.rep.error(f"{prim.name} needs a matrix, got a {first.kind} value", span)
-                raise Abort
-            self.need_matrix(first, prim.name, span)
-        if prim.output == "scalar":
-            return "scalar", frozenset()
-        if prim.elementwise and inputs and all(i.kind in ("scalar", "runtime") for i in inputs):
-            # an elementwise primitive keeps the kind of its input: sqrt(v) of a per-parameter v is per-parameter
-            return ("scalar" if any(i.kind == "scalar" for i in inputs) else "runtime"), ndims
-        return "tensor", ndims
-
-    def argument(self, prim: Primitive, arg: Any, v: ir.Node, span: Span) -> ir.Node:
-        if v.kind == "tensor":
-            self.rep.error(f"{prim.name}: argument '{arg.name}' takes a scalar, got a tensor", span)
-            raise Abort
-        if arg.structural and v.kind in ("runtime", "scalar"):
-            what = f"the float hyperparameter '{v.name}'" if isinstance(v, ir.Hyper) else "a runtime value"
-            self.rep.error(f"{prim.name}: argument '{arg.name}' is structural ({arg.doc_type}), but gets {what}",
-                           span, "structural arguments are compile-time constants: use a literal or a hyperparameter "
-                                 f"declared as `name: {arg.doc_type if arg.doc_type in HYPER_TYPES else 'int'} = ...`")
-            raise Abort
-        value, hyper_names = known_value(v, self.hypers)
-        if value is not UNKNOWN:
-            try:
-                arg.validate(value)
-            except ValueError as err:
-                via = f" (hyperparameter '{hyper_names[0]}' defaults to {value!r})" if hyper_names else ""
-                self.rep.error(f"{prim.name}: {err}{via}", span)
-        if isinstance(v, ir.Hyper):
-            self.constraints.append(ir.Constraint(v.name, prim.name, arg, span))
-        elif isinstance(v, ir.TupleOf):
-            for i, item in enumerate(v.items):
-                if isinstance(item, ir.Hyper):
-                    self.constraints.append(ir.Constraint(item.name, prim.name, arg, span, item=i))
-        return v
+        return primitive_call(self, prim, c, env, piped, label, bind_name, label_span, head)
 
     def need_matrix(self, v: ir.Node, what: str, span: Span) -> None:
         small = sorted(d for d in v.ndims if d < 2)

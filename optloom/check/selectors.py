@@ -78,6 +78,8 @@ def _eval(e: A.Expr, env: dict[str, Any], hypers: dict[str, Any]) -> Any:
     """Three-valued evaluation: UNKNOWN propagates; ``and``/``or`` short-circuit on known values."""
     if isinstance(e, A.Num | A.Str | A.Bool):
         return e.value
+    if isinstance(e, A.NoneLit):
+        return None
     if isinstance(e, A.Name):
         if e.id in env:
             return env[e.id]
@@ -118,7 +120,10 @@ def _eval(e: A.Expr, env: dict[str, Any], hypers: dict[str, Any]) -> Any:
             if right is True:
                 return True
             return UNKNOWN if UNKNOWN in (left, right) else bool(left or right)
-        a, b = _eval(e.left, env, hypers), _eval(e.right, env, hypers)
+        a = _eval(e.left, env, hypers)
+        if e.op == "??":
+            return a if a is not None else _eval(e.right, env, hypers)
+        b = _eval(e.right, env, hypers)
         if a is UNKNOWN or b is UNKNOWN:
             return UNKNOWN
         try:

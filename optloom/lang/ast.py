@@ -39,6 +39,12 @@ class Bool(Node):
     value: bool
 
 
+class NoneLit(Node):
+    """``none``: an optional hyperparameter's unset value."""
+
+    kind: Literal["none"] = "none"
+
+
 class Name(Node):
     kind: Literal["name"] = "name"
     id: str
@@ -67,7 +73,7 @@ class Call(Node):
     func_span: Span = Field(default=NO_SPAN, exclude=True, repr=False)
 
 
-BinOpName = Literal["+", "-", "*", "/", "@", "**", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
+BinOpName = Literal["+", "-", "*", "/", "@", "**", "==", "!=", "<", "<=", ">", ">=", "and", "or", "??"]
 
 
 class BinOp(Node):
@@ -151,7 +157,7 @@ class Block(Node):
 
 
 Expr = Annotated[
-    Union[Num, Str, Bool, Name, TupleLit, ListLit, Call, BinOp, UnaryOp, Match, Index, Attr, Pipe, Block],
+    Union[Num, Str, Bool, NoneLit, Name, TupleLit, ListLit, Call, BinOp, UnaryOp, Match, Index, Attr, Pipe, Block],
     Field(discriminator="kind"),
 ]
 

@@ -25,7 +25,7 @@ _TOKEN_NAMES = {
     "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'",
     "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "NAME": "a name", "NUMBER": "a number",
     "STRING": "a string", "COMP_OP": "a comparison", "ADD_OP": "'+'", "MUL_OP": "'*', '/' or '@'",
-    "ASSIGN": "'<-'", "MINUS": "'-'", "STAR": "'*'", "TILDE": "'~'", "DOT": "'.'", "$END": "end of file",
+    "ASSIGN": "'<-'", "QMARK": "'?'", "MINUS": "'-'", "STAR": "'*'", "TILDE": "'~'", "DOT": "'.'", "$END": "end of file",
 }
 
 
@@ -133,6 +133,11 @@ def _parse_once(source: str, file: str, rep: Reporter) -> A.Module | None:
             line, col = len(lines), len(lines[-1]) + 1
             rep.error("unexpected end of file", Span(file=file, line=line, col=col, end_line=line, end_col=col + 1),
                       _expected_hint(e.expected))
+        elif (cont := _continued(source, tok)) is not None:
+            line, col, ch, stmt, at = cont
+            rep.error(f"no result after the `{stmt}` on line {at}: this line starts with '{ch}', which continues "
+                      f"it ({_CONTINUES[ch]}; newlines do not end a statement)",
+                      Span(file=file, line=line, col=col, end_line=line, end_col=col + 1), _CONTINUED_HINT)
         else:
             rep.error(f"unexpected {_describe(tok)}",
                       Span(file=file, line=tok.line, col=tok.column, end_line=tok.end_line or tok.line,
@@ -140,6 +145,39 @@ def _parse_once(source: str, file: str, rep: Reporter) -> A.Module | None:
                       _expected_hint(e.expected))
     except RecursionError:
         rep.error("spec nested too deeply", Span(file=file))
+    return None
+
+
+_CONTINUES = {"(": "after a name, '(' makes a call", "[": "after a value, '[' indexes it",
+              "-": "after a value, '-' subtracts"}
+_CONTINUED_HINT = ("start the result differently (`u + grad |> apply(lr)` rather than `(u + grad) |> ...`, "
+                   "`0.0 - u` rather than `-u`), or bind it with another `let`")
+_STATEMENT = re.compile(r"^\s*(let\s|state\s|[A-Za-z_]\w*\s*<-)")
+_RULE_HEAD = re.compile(r"=>|\{\s*$")
+
+
+def _continued(source: str, tok: Token) -> tuple[int, int, str, str, int] | None:
+    """Where a block's would-be result continues the statement above it, when a token that ends
+    a body (``}``, the next rule's label) came where its result was expected: the line and column
+    of the line's first character (``(``, ``[`` or ``-``), that character, the statement (``let``,
+    ``state``, ``<-``) and its line; None when that is not what happened."""
+    if tok.type not in ("RBRACE", "NAME") and str(tok) != "=>":
+        return None
+    lines = source.split("\n")
+    texts = [(tok.line, lines[tok.line - 1][: tok.column - 1])] + \
+        [(n, lines[n - 1]) for n in range(tok.line - 1, 0, -1)]
+    found = None
+    for n, text in texts:
+        code = text.split("#", 1)[0]
+        if not code.strip():
+            continue
+        stripped = code.lstrip()
+        if (m := _STATEMENT.match(code)) is not None:
+            return None if found is None else (*found, "<-" if "<-" in m.group(1) else m.group(1).strip(), n)
+        if _RULE_HEAD.search(code):
+            return None
+        if stripped[0] in _CONTINUES:
+            found = (n, len(code) - len(stripped) + 1, stripped[0])
     return None
 
 
@@ -184,7 +222,8 @@ def _describe(tok: Token) -> str:
 def _expected_hint(expected) -> str | None:
     if not expected:
         return None
-    names = sorted({_TOKEN_NAMES.get(t, t.lower().strip('"')) for t in expected})
+    anonymous = {t.name: f"'{t.pattern.value}'" for t in _parser().terminals if t.name.startswith("__ANON")}
+    names = sorted({_TOKEN_NAMES.get(t) or anonymous.get(t) or t.lower().strip('"') for t in expected})
     if len(names) > 8:
         return None
     return "expected " + ", ".join(names)

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from decimal import Decimal
 
 from . import ast as A
 
 # binding strength, loosest first (mirrors grammar.lark)
-_PREC = {"pipe": 0, "or": 1, "and": 2, "not": 3, "cmp": 4, "~": 4, "+": 5, "-": 5,
+_PREC = {"pipe": 0, "??": 0.5, "or": 1, "and": 2, "not": 3, "cmp": 4, "~": 4, "+": 5, "-": 5,
          "*": 6, "/": 6, "@": 6, "neg": 7, "**": 8, "postfix": 9, "atom": 10}
 _CMP = {"==", "!=", "<", "<=", ">", ">="}
 INDENT = "  "
@@ -40,6 +41,8 @@ def _num(v: float | int, is_int: bool) -> str:
     when that is shorter (``1e-3``, ``3e-4``, ``1e6``)."""
     if is_int:
         return str(v)
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
     text = repr(float(v))
     if "e" in text:  # 1e-08 -> 1e-8, 1e+16 -> 1e16
         mant, exp = text.split("e")
@@ -79,6 +82,8 @@ def print_expr(e: A.Node, indent: str = "") -> str:
         return _str(e.value)
     if isinstance(e, A.Bool):
         return "true" if e.value else "false"
+    if isinstance(e, A.NoneLit):
+        return "none"
     if isinstance(e, A.Name):
         return e.id
     if isinstance(e, A.TupleLit):
@@ -93,6 +98,8 @@ def print_expr(e: A.Node, indent: str = "") -> str:
         p = _prec(e)
         if e.op == "**":  # right-associative: a ** (b ** c) prints without parens on the right
             return f"{_wrap(e.left, p + 1, indent)} ** {_wrap(e.right, _PREC['neg'], indent)}"
+        if e.op == "??":  # right-associative, its left side an or-expression
+            return f"{_wrap(e.left, _PREC['or'], indent)} ?? {_wrap(e.right, p, indent)}"
         if e.op in _CMP:
             return f"{_wrap(e.left, p + 1, indent)} {e.op} {_wrap(e.right, p + 1, indent)}"
         return f"{_wrap(e.left, p, indent)} {e.op} {_wrap(e.right, p + 1, indent)}"

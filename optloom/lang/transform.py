@@ -12,7 +12,8 @@ from lark import Token, Transformer_NonRecursive, v_args
 from . import ast as A
 from .diagnostics import Span
 
-RESERVED = frozenset({"import", "def", "optimizer", "let", "state", "true", "false", "and", "or", "not"})
+RESERVED = frozenset({"import", "def", "optimizer", "let", "state", "true", "false", "none", "inf", "and", "or",
+                      "not"})
 N = TypeVar("N", bound=A.Node)
 
 
@@ -75,8 +76,9 @@ class AstBuilder(Transformer_NonRecursive):
         return list(c)
 
     def param(self, meta, c):
-        name, typ, default = c
-        return self._node(A.Param, meta, name=self.id(name), type=self.id(typ) if typ else None, default=default)
+        name, typ, optional, default = c
+        typ = self.id(typ) + ("?" if optional else "") if typ else None
+        return self._node(A.Param, meta, name=self.id(name), type=typ, default=default)
 
     def def_expr(self, meta, c):
         name, params, body = c
@@ -148,6 +150,9 @@ class AstBuilder(Transformer_NonRecursive):
     def binop(self, meta, c):
         return self._node(A.BinOp, meta, op=str(c[1]), left=c[0], right=c[2])
 
+    def coalesce(self, meta, c):
+        return self._node(A.BinOp, meta, op="??", left=c[0], right=c[1])
+
     def match(self, meta, c):
         return self._node(A.Match, meta, subject=c[0], pattern=unquote(c[1]))
 
@@ -170,7 +175,7 @@ class AstBuilder(Transformer_NonRecursive):
         if too_long or (is_int and int(text) >= 2 ** 63) or (not is_int and not math.isfinite(float(text))):
             shown = text if len(text) <= 24 else text[:20] + "..."
             raise BuildError(f"number {shown} is out of range", self.s(meta),
-                             "integers must fit in 64 bits and floats must be finite")
+                             "integers must fit in 64 bits and floats must be finite (write `inf` for infinity)")
         value = int(text) if is_int else float(text)
         return self._node(A.Num, meta, value=value, is_int=is_int)
 
@@ -182,6 +187,12 @@ class AstBuilder(Transformer_NonRecursive):
 
     def false(self, meta, c):
         return self._node(A.Bool, meta, value=False)
+
+    def none(self, meta, c):
+        return self._node(A.NoneLit, meta)
+
+    def inf(self, meta, c):
+        return self._node(A.Num, meta, value=math.inf, is_int=False)
 
     def name(self, meta, c):
         return self._node(A.Name, meta, id=self.id(c[0]))

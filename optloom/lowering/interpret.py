@@ -16,6 +16,8 @@ _BIN = {
     "@": operator.matmul, "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge,
 }
+_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+FIRST_STEP = 0  # the phase key of "this is the parameter's first step" (states that start from a value)
 
 
 Impl = Callable[[Primitive], Callable[..., Any]]
@@ -31,13 +33,48 @@ def run_rule(rule: ir.RuleIR, ctx: Ctx, grad: torch.Tensor, hypers: dict[str, An
     Subgraphs under an ``every(T, ...)`` that does not refresh this step are not evaluated.
     ``impl(primitive)`` picks each call's implementation: :func:`batched`, or a backend's device
     kernel for it."""
+    if rule.first_step and _first_step(ctx):
+        _initial_values(rule, ctx, grad, hypers, impl)
     values: dict[int, Any] = {}
-    cached = lambda n: isinstance(n, ir.Every) and not _starts(ctx, n.period, hypers)  # noqa: E731
-    for node in ir.walk(rule.roots, prune=cached):
+    for node in ir.walk(rule.roots, prune=lambda n: _skipped(n, ctx, hypers)):
         values[id(node)] = _eval(node, values, ctx, grad, hypers, impl)
     for name, node in rule.writes:
         ctx.states[name] = values[id(node)]
     return values[id(rule.result)]
+
+
+def _skipped(node: ir.Node, ctx: Ctx, hypers: dict[str, Any]) -> bool:
+    """Whether ``node``'s inputs are not evaluated this step: an ``every`` that does not refresh,
+    a state that starts from a value (its initial value is computed once, first), the fallback of
+    ``x ?? fallback`` when ``x`` is set."""
+    if isinstance(node, ir.Every):
+        return not _starts(ctx, node.period, hypers)  # type: ignore[arg-type]
+    if isinstance(node, ir.StateRef):
+        return node.value is not None
+    return isinstance(node, ir.Op) and node.op == "??" and hypers[node.operands[0].name] is not None  # type: ignore[attr-defined]
+
+
+def _first_step(ctx: Ctx) -> bool:
+    if FIRST_STEP in ctx.phases:
+        return ctx.phases[FIRST_STEP]
+    if isinstance(ctx.step, torch.Tensor):
+        raise RuntimeError("internal: the step graph was built without the first-step phase")
+    return int(ctx.step) == 1
+
+
+def _initial_values(rule: ir.RuleIR, ctx: Ctx, grad: torch.Tensor, hypers: dict[str, Any], impl: Impl) -> None:
+    """On a parameter's first step, the states that start from a value get it, computed from the
+    step's values before anything else runs (``param`` before any update), in declaration order."""
+    refs = [n for n in ir.walk(rule.roots) if isinstance(n, ir.StateRef) and n.value is not None]
+    for ref in refs:
+        values: dict[int, Any] = {}
+        for node in ir.walk(ref.value):  # type: ignore[arg-type]
+            values[id(node)] = _eval(node, values, ctx, grad, hypers, impl)
+        value = values[id(ref.value)]
+        if ref.dtype is not None:
+            value = value.to(getattr(torch, ref.dtype))
+        ctx.bind({ref.name: ref.name}, {ref.name: State(ref.name, dtype=ref.dtype)}).state(ref.name, value)
+        ctx.states[ref.name] = value
 
 
 def period_value(node: ir.Node, hypers: dict[str, Any]) -> int:
@@ -46,8 +83,10 @@ def period_value(node: ir.Node, hypers: dict[str, Any]) -> int:
 
 
 def phases(rule: ir.RuleIR, hypers: dict[str, Any], step: int) -> tuple[tuple[int, bool], ...]:
-    """Which periods of ``rule`` start at (1-based) ``step``: part of a step graph's identity."""
-    return tuple(sorted({(t, (step - 1) % t == 0) for t in (period_value(p, hypers) for p in rule.periods)}))
+    """Which periods of ``rule`` start at (1-based) ``step``, and (key :data:`FIRST_STEP`) whether it
+    is the first step when a state starts from a value: part of a step graph's identity."""
+    first = {(FIRST_STEP, step == 1)} if rule.first_step else set()
+    return tuple(sorted(first | {(t, (step - 1) % t == 0) for t in (period_value(p, hypers) for p in rule.periods)}))
 
 
 def _starts(ctx: Ctx, period: ir.Node, hypers: dict[str, Any]) -> bool:
@@ -70,12 +109,16 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
         return hypers[node.name]
     if isinstance(node, ir.TupleOf):
         return tuple(get(i) for i in node.items)
+    if isinstance(node, ir.Op) and node.op == "??":  # the fallback is evaluated only when it is used
+        value = hypers[node.operands[0].name]  # type: ignore[attr-defined]
+        return value if value is not None else get(node.operands[1])
     if isinstance(node, ir.Op):
         ops = [get(o) for o in node.operands]
         if node.op == "neg":
             return -ops[0]
         if node.op == "not":
-            return ~ops[0] if isinstance(ops[0], torch.Tensor) else not ops[0]
+            return _not(ops[0])
+
         if node.op == "index":
             return ops[0][ops[1]]
         if node.op == "transpose":
@@ -86,8 +129,13 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
             a = ctx.bcast(a, b)
         elif kb == "scalar" and ka == "tensor":
             b = ctx.bcast(b, a)
-        return _BIN[node.op](a, b)
+        out = _BIN[node.op](a, b)
+        if node.op in _COMPARISONS and isinstance(out, torch.Tensor):  # 0/1 in the operands' dtype
+            out = out.to(torch.result_type(a, b) if isinstance(a, torch.Tensor) else torch.result_type(b, a))
+        return out
     if isinstance(node, ir.StateRef):
+        if node.value is not None:  # started by _initial_values on the first step
+            return ctx.states[node.name]
         init, args = node.init, node.init_args
         spec = State(node.name, init=lambda c, x: init.fn(c, x, **args), dtype=node.dtype)  # type: ignore[union-attr]
         return ctx.bind({node.name: node.name}, {node.name: spec}).state(node.name, get(node.like))
@@ -124,6 +172,13 @@ def _eval(node: ir.Node, values: dict[int, Any], ctx: Ctx, grad: torch.Tensor, h
             return _in_frames(node, ctx, fn, inputs, args)
         return fn(ctx, *inputs, **args)
     raise TypeError(f"unknown IR node {type(node).__name__}")
+
+
+def _not(x: Any) -> Any:
+    """``not x``: a mask's complement; on numbers, 1 where ``x`` is 0 and 0 elsewhere (in ``x``'s dtype)."""
+    if not isinstance(x, torch.Tensor):
+        return not x
+    return ~x if x.dtype == torch.bool else (x == 0).to(x.dtype)
 
 
 def _scoped_call(node: ir.Call, ctx: Ctx, fn: Any, inputs: list[Any], args: dict[str, Any], get: Any,
