@@ -326,3 +326,25 @@ def test_export_of_the_language_forms(tmp_path):
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
+
+
+def test_the_docs_examples_run(tmp_path, monkeypatch):
+    """docs/export.md's commands and Python example, as written."""
+    import shlex
+
+    from optloom.cli import main
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "export.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for block in re.findall(r"```sh\n(.*?)```", doc, flags=re.S):
+        for line in block.strip().splitlines():
+            argv = shlex.split(line)
+            assert argv[0] == "optloom" and main(argv[1:]) == 0, line
+    assert "class FrugalSVD(SpecOptimizer)" in (tmp_path / "frugal_svd.py").read_text()
+    for block in re.findall(r"```python\n(.*?)```", doc, flags=re.S):
+        scope: dict = {"__name__": "docs_example"}
+        exec(compile(block, "docs/export.md", "exec"), scope)  # noqa: S102 — the documentation's own code
+    opt = scope["opt"]
+    assert type(opt).__module__ == "my_muon" and opt.rule_of(scope["model"][0].weight) == "hidden"
+    assert float(opt.state[scope["model"][0].weight]["step"]) == 10

@@ -20,7 +20,7 @@ from ..primitives.reductions import group_combine
 from ..primitives.registry import State
 from .collect import Collector, ExportError
 from .pysource import docstring, literal
-from .rules import RuleWriter
+from .rules import RuleWriter, rule_source
 from .tables import constraints_table, hyperparams_table, rule_entry, selector_function, states_table
 
 MARKER = "# ---- standalone runtime (copied into every export) ----"
@@ -115,9 +115,11 @@ def optimizer_class(program: Program, cls: str) -> str:
                    for n in names)
     annotation = {"float": "float", "int": "int", "bool": "bool", "str": "str", "tuple": "tuple"}
     if explicit:
-        args = "".join(f", {n}: {annotation[hp[n].type]} = {literal(hp[n].default)}" for n in names)
-        sig = f"    def __init__(self, params{args}, *, nonfinite: str = \"raise\") -> None:"
-        call = f"        super().__init__(params, dict({', '.join(f'{n}={n}' for n in names)}), nonfinite=nonfinite)"
+        args = "".join(f"\n                 {n}: {annotation[hp[n].type]}{' | None' if getattr(hp[n], 'optional', False) else ''}"
+                       f" = {literal(hp[n].default)}," for n in names)
+        sig = f"    def __init__(self, params,{args}\n                 *, nonfinite: str = \"raise\") -> None:"
+        pairs = "".join(f"\n            {n}={n}," for n in names)
+        call = f"        hyperparams = dict({pairs}\n        )\n        super().__init__(params, hyperparams, nonfinite=nonfinite)"
     else:
         sig = "    def __init__(self, params, *, nonfinite: str = \"raise\", **hyperparams) -> None:"
         call = ("        unknown = [k for k in hyperparams if k not in HYPERPARAMS]\n"
@@ -138,13 +140,14 @@ def class_doc(program: Program, cls: str) -> str:
              "never change the code path (`opt.compile()` compiles each rule's step once). Values are checked:",
              "TypeError for a wrong type, ValueError for a value out of a primitive's declared range.", ""]
     lines += [f"    {h.name}: {h.type} = {literal(h.default)}" for h in hp.values()]
-    lines += ["", "Update rule: each parameter takes the first rule whose selector holds "
-              "(parameters given as (name, tensor) pairs where selectors read names).", ""]
+    lines += ["", "Update rule: each parameter takes the first rule whose selector holds (give parameters as",
+              "(name, tensor) pairs: model.named_parameters(), where selectors read names).", ""]
     for r in program.rules:
-        layout = "elementwise: one flat vector" if r.elementwise else "matrix: stacked by shape"
-        lines.append(f"  {r.label}: {r.selector_text}   [{layout}; state: {', '.join(s.name for s in r.states) or '-'}]")
-        lines.append(f"      {' |> '.join(r.primitives)}")
-    lines += ["", "state_dict() is optloom's format: the same state names and `step`, plus",
+        layout = "elementwise, one flat vector" if r.elementwise else "stacked by shape"
+        text = rule_source(r, program.ir.source) or f"{r.label}: {r.selector_text} => ..."
+        lines += [f"    {ln}" for ln in text.splitlines()]
+        lines += [f"      ({layout}; state: {', '.join(s.name for s in r.states) or 'none'})", ""]
+    lines += ["state_dict() is optloom's format: the same state names and `step`, plus",
               "{'optloom': {'format': 1, 'spec', 'hash'}}; a checkpoint moves between this class and",
               f"optloom.optimizer({program.name!r}) both ways.", "", f"The spec ({Path(program.ir.file).name}):", ""]
     lines += [f"    {ln}" if ln.strip() else "" for ln in program.ir.source.rstrip().splitlines()]

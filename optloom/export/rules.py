@@ -118,7 +118,7 @@ class RuleWriter:
             body += [f"        {ln}" if not ln.startswith(("else:", "    ")) else f"    {ln}" for ln in lines]
         r = self.rule
         text = self.rule_text()
-        doc = f"{r.label}: {r.selector_text}\n\n" + (f"{text}\n\n" if text else "") + \
+        doc = (f"{text}\n\n" if text else f"{r.label}: {r.selector_text}\n\n") + \
             f"Layout: {'flat (elementwise)' if r.elementwise else 'stacked (one batch per shape)'}; " \
             f"state: {', '.join(s.name for s in r.states) or 'none'}."
         head = f"def {self.fn_name}(ctx: Ctx, grad: torch.Tensor, hp: dict) -> None:"
@@ -138,14 +138,7 @@ class RuleWriter:
         self.blocks.append(((), []))
 
     def rule_text(self) -> str:
-        span = self.rule.span
-        if span.line < 1 or not self.source:
-            return ""
-        lines = self.source.splitlines()[span.line - 1: span.end_line]
-        if not lines:
-            return ""
-        indent = min(len(ln) - len(ln.lstrip()) for ln in lines if ln.strip())
-        return "\n".join(ln[indent:] for ln in lines)
+        return rule_source(self.rule, self.source)
 
     def node(self, node: ir.Node, guard: tuple[str | None, ...]) -> None:
         key, ex = id(node), self.expr.__getitem__
@@ -271,3 +264,13 @@ class RuleWriter:
     @staticmethod
     def kwdict(args: dict[str, str]) -> str:
         return ", ".join(f'"{k}": {v}' for k, v in args.items())
+
+
+def rule_source(rule: ir.RuleIR, source: str) -> str:
+    """The rule's text in the spec (dedented), or "" when its place is unknown."""
+    span = rule.span
+    lines = source.splitlines()[span.line - 1: span.end_line] if span.line >= 1 and source else []
+    if not any(ln.strip() for ln in lines):
+        return ""
+    indent = min(len(ln) - len(ln.lstrip()) for ln in lines if ln.strip())
+    return "\n".join(ln[indent:] for ln in lines)
