@@ -2,7 +2,8 @@
 the step made to the rule's parameters, learning rate and weight decay included), the RMS of the
 gradient and, for matrix rules, the update's largest singular value (its spectral norm, the
 largest over the rule's matrices). Costs a copy of the parameters and one read of the gradients per
-step, and for matrix rules a batched ``svdvals``; ``RunResult.probe_ms`` holds the measured cost."""
+step, and for matrix rules a batched eigendecomposition of the update's small Gram matrix;
+``RunResult.probe_ms`` holds the measured cost."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -46,7 +47,7 @@ class Probe:
                 by_shape: dict[tuple[int, ...], list[torch.Tensor]] = defaultdict(list)
                 for m in mats:
                     by_shape[tuple(m.shape)].append(m)
-                tops = [torch.linalg.svdvals(torch.stack(ms))[:, 0].max() for ms in by_shape.values()]
+                tops = [_top_singular_value(torch.stack(ms)) for ms in by_shape.values()]
                 if tops:
                     values[f"{label}.update_top_sv"] = torch.stack(tops).max()
         self._before, self._grads = {}, {}
@@ -54,3 +55,10 @@ class Probe:
             return {}
         numbers = torch.stack([v.to("cpu", torch.float64) for v in values.values()]).tolist()  # one sync
         return dict(zip(values, numbers))
+
+
+def _top_singular_value(x: torch.Tensor) -> torch.Tensor:
+    """The largest singular value of a stack of matrices ``(B, m, n)``: the square root of the top
+    eigenvalue of the smaller Gram matrix (2–6× faster than ``svdvals`` at charlm's shapes)."""
+    gram = x @ x.mT if x.shape[-2] <= x.shape[-1] else x.mT @ x
+    return torch.linalg.eigvalsh(gram)[:, -1].clamp(min=0).sqrt().max()
