@@ -298,3 +298,8 @@ def qr_q_rule(c: ShapeCall) -> Shape | None:
     if s is None:
         return None
     return (*s[:-1], s[-1] if equal(s[-2], s[-1]) else UNKNOWN)
+
+
+def size(d: Dim, sizes: tuple[int, ...]) -> int | None:
+    """The number ``d`` stands for, for a parameter of shape ``sizes`` (None: unknown)."""
+    return d.coef * math.prod(sizes[i] for i in d.factors) if d.known else None

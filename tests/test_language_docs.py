@@ -1,7 +1,9 @@
-"""Every ```optloom block of docs/language.md is a spec that checks without errors.
+"""Every ```optloom block of docs/language.md is a spec that checks without errors, and every one
+that declares an optimizer runs: it builds an optimizer for a small model (a conv weight, matrices,
+vectors) and takes steps with finite results.
 
 A block preceded by ``<!-- file: PATH -->`` is written to PATH (relative to a scratch folder) so
-that later blocks can import it; the other blocks are checked as files in that folder.
+that later blocks can import it; the other blocks are checked and run as files in that folder.
 """
 from __future__ import annotations
 
@@ -47,6 +49,45 @@ def test_runnable_examples_train(body):
         opt.step()
     for p, b in zip(net.parameters(), before):
         assert torch.isfinite(p).all() and not torch.equal(p.detach(), b)
+
+
+def _write_blocks(folder) -> list:
+    written = []
+    for i, (name, body) in enumerate(blocks()):
+        path = folder / (name or f"example_{i}.opt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+        written.append(path)
+    return written
+
+
+def _optimizers() -> list[tuple[int, str]]:
+    return [(i, m.group(1)) for i, (_, body) in enumerate(blocks())
+            for m in re.finditer(r"^optimizer (\w+)\(", body, re.M)]
+
+
+@pytest.mark.parametrize("index, name", _optimizers(), ids=[name for _, name in _optimizers()])
+def test_every_example_runs(tmp_path, index, name):
+    """Each optimizer of the page (not only the ``<!-- run -->`` ones) takes 3 steps, in float64
+    and in float32, with finite parameters, changing every parameter."""
+    import torch
+
+    import optloom
+
+    path = _write_blocks(tmp_path)[index]
+    for dtype in (torch.float64, torch.float32):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(), torch.nn.Linear(12, 5),
+                                  torch.nn.Tanh(), torch.nn.Linear(5, 2)).to(dtype)
+        before = [p.detach().clone() for p in net.parameters()]
+        opt = optloom.optimizer(f"{path}:{name}", net.named_parameters())
+        x, y = torch.randn(8, 2, 4, 4, dtype=dtype), torch.randn(8, 2, dtype=dtype)
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(net(x), y).backward()
+            opt.step()
+        assert all(torch.isfinite(p).all() for p in net.parameters()), name
+        assert all(not torch.equal(p.detach(), b) for p, b in zip(net.parameters(), before)), name
 
 
 def test_docs_have_many_examples():

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from ..lang import ast as A
 from ..lang.diagnostics import Reporter
 from . import ir
+from .common import max_kind
 from .rule import RuleChecker
 from .shapes import check_shapes
 
@@ -29,7 +30,7 @@ def finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.No
         rep.error(f"rule '{rule.label}' never updates its parameters", rule.body.result.span,
                   "end the pipeline with `apply(lr)`")
         return None
-    unbound = [c for c in calls if c.prim.lr_from_apply and "lr" not in c.args]  # type: ignore[union-attr]
+    unbound = [c for c in calls if c.prim.lr_from_apply and _lr_unset(c.args.get("lr"))]  # type: ignore[union-attr]
     if unbound and len(applies) != 1:
         rep.error(f"{unbound[0].prim.name} cannot tell which lr to use: give `lr =`", unbound[0].span)  # type: ignore[union-attr]
         return None
@@ -46,7 +47,10 @@ def finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.No
             return {}
         changes: dict[str, Any] = {"reduction": index.get(id(node))}
         if node in unbound:
-            changes["args"] = {**node.args, "lr": applies[0].args["lr"]}
+            lr, given = applies[0].args["lr"], node.args.get("lr")
+            if isinstance(given, ir.Hyper):  # an optional hyperparameter: the apply's lr when it is unset
+                lr = ir.Op(kind=max_kind([given, lr]), op="??", operands=[given, lr], span=given.span)
+            changes["args"] = {**node.args, "lr": lr}
         return changes
 
     copy_of = rebuild(nodes, edit)
@@ -64,6 +68,11 @@ def finish_rule(rep: Reporter, rule: A.Rule, checker: RuleChecker, result: ir.No
                      {k: copy_of(v) for k, v in checker.labels.items()},
                      writes=[(k, copy_of(v)) for k, v in checker.writes], periods=copy_of(checker.periods),
                      kept=copy_of(checker.kept))
+
+
+def _lr_unset(v: ir.Node | None) -> bool:
+    """A ``decay`` lr that defaults to the apply's: not given, ``none``, or an optional hyperparameter."""
+    return v is None or isinstance(v, ir.Const) and v.value is None or isinstance(v, ir.Hyper) and v.optional
 
 
 def rebuild(nodes: list[ir.Node], edit: Callable[[ir.Node], dict[str, Any]]) -> Callable[[Any], Any]:
