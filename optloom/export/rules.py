@@ -33,7 +33,7 @@ class RuleWriter:
     # ---- naming ----------------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
         name, n = base, 1
-        while name in self.used or name in self.taken or name in ("ctx", "grad", "hp"):
+        while name in self.used or name in self.taken or name in self.col.taken or name in ("ctx", "grad", "hp"):
             n += 1
             name = f"{base}{n}"
         self.used.add(name)
@@ -102,6 +102,11 @@ class RuleWriter:
             self.blocks.append((guard, [line]))
 
     def write(self) -> str:
+        for node in ir.walk(self.rule.roots):  # every global the function calls, named before any local
+            if isinstance(node, ir.Call) and node.prim is not None:
+                self.col.primitive(node.prim)
+            elif isinstance(node, ir.StateRef) and node.init is not None:
+                self.col.primitive(node.init)
         if getattr(self.rule, "first_step", False):
             self.initial_values()
         guards = self.guards()
