@@ -46,6 +46,20 @@ def test_check_exit_codes(tmp_path, capsys):
     assert "\n        grad |> newton_shulz(5) |> apply(lr)\n                ^^^^^^^^^^^^\n" in err
 
 
+def test_check_reports_shapes_at_the_call(tmp_path, capsys):
+    """Issue 14: a transposed update on a 3×2 parameter used to be applied as a reshaped transpose;
+    `optloom check` now refuses it, located at the `apply` call with a caret, and warns about a
+    state that is written but never read."""
+    bad = tmp_path / "t.opt"
+    bad.write_text("optimizer o(lr = 0.1) {\n  m: ndim == 2 =>\n    state z = zeros(grad)\n    z <- grad\n"
+                   "    grad.T |> apply(lr)\n  rest => grad |> apply(lr)\n}\n")
+    assert main(["check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:5:15: error: apply: the update has shape (n, m), but the parameter has shape (m, n)\n" \
+           "        grad.T |> apply(lr)\n                  ^^^^^^^^^\n" in err
+    assert f"{bad}:3:5: warning: state 'z' is written but never read" in err
+
+
 @pytest.mark.parametrize("content,message", [
     (b"", "no optimizer in this spec"),
     (b"\x00\x01binary", "NUL byte"),
