@@ -128,3 +128,17 @@ def test_device_kernel_runs_in_place_of_the_primitive():
     finally:
         optloom.backends.unregister_kernel("sign", backend="eager", device="cpu")
     assert calls, "the registered kernel was not traced into the step graph"
+
+
+def test_swap_params_exchanges_weights_with_a_state_and_back():
+    w = torch.nn.Parameter(torch.randn(3, 4))
+    opt = optloom.optimizer("adamw", [("w", w)], backend="eager")
+    w.grad = torch.randn(3, 4)
+    opt.step()
+    weights, avg = w.detach().clone(), opt.state[w]["exp_avg"].clone()
+    assert opt.swap_params("exp_avg") == 1
+    assert torch.equal(w, avg) and torch.equal(opt.state[w]["exp_avg"], weights)
+    opt.swap_params("exp_avg")
+    assert torch.equal(w, weights) and torch.equal(opt.state[w]["exp_avg"], avg)
+    with pytest.raises(KeyError, match="no parameter has state 'x'.*exp_avg"):
+        opt.swap_params("x")

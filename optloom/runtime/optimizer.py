@@ -106,6 +106,27 @@ class SpecOptimizer(torch.optim.Optimizer):
             self.skipped_steps += 1
         return loss
 
+    @torch.no_grad()
+    def swap_params(self, state: str) -> int:
+        """Exchange, in place, each parameter's values with its state ``state`` (of the same
+        shape), for every parameter whose rule keeps one; returns how many were swapped. Calling
+        it again swaps back, bitwise. For optimizers whose evaluation weights differ from the
+        weights they step — Schedule-Free keeps its average ``x`` as state: ``opt.swap_params("x")``
+        before evaluating, and again before training on (docs/runtime.md)."""
+        found = [(p, st[state]) for p, st in self.state.items() if state in st]
+        if not found:
+            known = sorted({k for st in self.state.values() for k in st} - {"step"})
+            raise KeyError(f"no parameter has state '{state}' (states: {', '.join(known) or 'none yet: step first'})")
+        for p, t in found:
+            if t.shape != p.shape:
+                raise ValueError(f"state '{state}' of parameter {self.plan.labels[p]} has shape {tuple(t.shape)}, "
+                                 f"not the parameter's {tuple(p.shape)}: it cannot stand in for it")
+        for p, t in found:
+            held = p.detach().clone()
+            p.detach().copy_(t)
+            t.copy_(held)
+        return len(found)
+
     def init_state(self) -> None:
         """Allocate the state of every parameter that has none yet (step 0), without stepping
         (collective when sharded: every rank calls it). See ``optloom.distributed.init_state``."""
