@@ -256,3 +256,11 @@ def test_every_shipped_optimizer_is_reachable_by_name():
             assert optloom.compile(f"{SHIPPED / stem}.opt:{name}").name == name
     with pytest.raises(optloom.SpecError, match="no optimizer named 'nope'"):
         optloom.compile("auon:nope")
+
+
+def test_hyperparameter_inside_a_tuple_argument_is_range_checked_as_that_item():
+    w = torch.nn.Parameter(torch.randn(3))
+    spec = "optimizer t(b1 = 0.9) { all => grad |> adam((b1, 0.999)) |> apply(0.1) }"
+    optloom.optimizer(spec, [w], backend="eager", b1=0.95)  # a float, checked as betas[0]
+    with pytest.raises(ValueError, match=r"'b1' = 1\.5 is invalid for adam: argument 'betas\[0\]' must be < 1\.0"):
+        optloom.optimizer(spec, [w], backend="eager", b1=1.5)

@@ -63,10 +63,8 @@ class Program:
             value = values[c.hyper]
             if value is None and self.hyperparams[c.hyper].optional:
                 continue  # unset: the spec's `??` or the argument decides
-            if c.item is not None:
-                value = value[c.item]
             try:
-                c.arg.validate(float(value) if _is_tensor(value) else value)
+                c.arg.validate(float(value) if _is_tensor(value) else value, c.item)
             except ValueError as e:
                 raise ValueError(f"{where}hyperparameter '{c.hyper}' = {value!r} is invalid for {c.prim}: {e} "
                                  f"(used at {c.span})") from None

@@ -103,13 +103,30 @@ class Arg:
     def required(self) -> bool:
         return self.default is inspect.Parameter.empty
 
-    def validate(self, value: Any) -> Any:
-        """Validate a known (constant) value; raise ValueError with a readable message."""
+    def validate(self, value: Any, item: int | None = None) -> Any:
+        """Validate a known (constant) value — or, with ``item``, the value of one item of a tuple
+        argument (a hyperparameter written inside a tuple literal: ``adam((b1, 0.999))``); raise
+        ValueError with a readable message."""
+        ann, name = self.annotation, self.name
+        if item is not None:
+            ann, name = _item_annotation(ann, item), f"{self.name}[{item}]"
         try:
-            return _adapter(self.annotation).validate_python(value)
+            return _adapter(ann).validate_python(value)
         except ValidationError as e:
             msgs = "; ".join(_pretty_pydantic(err) for err in e.errors())
-            raise ValueError(f"argument '{self.name}' {msgs} (got {show_value(value)})") from None
+            raise ValueError(f"argument '{name}' {msgs} (got {show_value(value)})") from None
+
+
+def _item_annotation(ann: Any, item: int) -> Any:
+    """The declared type of item ``item`` of a tuple annotation (``Any`` where none is declared)."""
+    while get_origin(ann) is typing.Annotated:
+        ann = get_args(ann)[0]
+    if get_origin(ann) is not tuple:
+        return Any
+    items = get_args(ann)
+    if len(items) == 2 and items[1] is Ellipsis:
+        return items[0]
+    return items[item] if item < len(items) else Any
 
 
 @dataclass
