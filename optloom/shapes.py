@@ -303,3 +303,12 @@ def qr_q_rule(c: ShapeCall) -> Shape | None:
 def size(d: Dim, sizes: tuple[int, ...]) -> int | None:
     """The number ``d`` stands for, for a parameter of shape ``sizes`` (None: unknown)."""
     return d.coef * math.prod(sizes[i] for i in d.factors) if d.known else None
+
+
+def one_per_parameter(c: ShapeCall) -> Shape:
+    """``as_scalar``: its input must already be one value per parameter."""
+    s = c.inputs[0] if c.inputs else None
+    if s is not None and not all(d.is_one or not d.known for d in s):
+        raise ShapeError(f"{c.name}: expected one value per parameter, got shape {c.show(s)}",
+                         "reduce it first (`fro_norm`, `rms`, `inner`, …)")
+    return ()

@@ -214,6 +214,9 @@ CASES = [
         "parameters with ndim=1)", 2, 30),
     Bad("shape-row-reduction-of-vector", H + "  v: ndim == 1 => grad - row_mean(grad) |> apply(lr)\n"
         "  rest => grad |> apply(lr)\n}\n", "row_mean needs a matrix, got shape (n,)", 2, 26),
+    Bad("shape-as-scalar-of-a-tensor", H + "  m: ndim == 2 => grad * (grad |> as_scalar) |> apply(lr)\n"
+        "  rest => grad |> apply(lr)\n}\n", "as_scalar: expected one value per parameter, got shape (m, n)", 2, 35,
+        hint="reduce it first"),
     Bad("shape-transpose-3d", H + "  c: ndim == 3 => grad.T |> apply(lr)\n  rest => grad |> apply(lr)\n}\n",
         "`.T` needs a matrix, but rule 'c' admits parameters with ndim=3", 2, 19, hint="as_matrix"),
     Bad("shape-as-matrix-then-transpose", H + "  c: ndim == 3 => grad |> as_matrix |> { _.T } |> apply(lr)\n"

@@ -67,7 +67,8 @@ def _(ctx, x, mode, split, vectors):
     return m
 
 
-@primitive(family="shape", elementwise=False, output="scalar", examples=("fro_norm |> as_scalar",),
+@primitive(family="shape", elementwise=False, output="scalar", shape=shapes.one_per_parameter,
+           examples=("fro_norm |> as_scalar",),
            samples=lambda gen, shape, args: (torch.randn((), generator=gen, dtype=torch.float64),))
 def as_scalar(ctx: Ctx, x: Tensor) -> Tensor:
     """Mark a value that holds one number per parameter as a per-parameter scalar (identity).
