@@ -142,3 +142,13 @@ def test_swap_params_exchanges_weights_with_a_state_and_back():
     assert torch.equal(w, weights) and torch.equal(opt.state[w]["exp_avg"], avg)
     with pytest.raises(KeyError, match="no parameter has state 'x'.*exp_avg"):
         opt.swap_params("x")
+
+
+def test_stepping_a_meta_parameter_is_refused_with_its_name():
+    """Meta parameters route and bucket (cost models use them); a step has no data to change."""
+    w = torch.nn.Parameter(torch.empty(3, 3, device="meta"))
+    opt = optloom.optimizer("adamw", [("w", w)], backend="eager")
+    opt.init_state()
+    w.grad = torch.empty(3, 3, device="meta")
+    with pytest.raises(UnsupportedParameterError, match=r"'w' is on the meta device"):
+        opt.step()

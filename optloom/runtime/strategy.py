@@ -7,7 +7,7 @@ from typing import Protocol
 
 import torch
 
-from ..errors import NonFiniteGradientError
+from ..errors import NonFiniteGradientError, UnsupportedParameterError
 from .buckets import Bucket
 from .executor import Executor
 from .plan import Plan
@@ -43,6 +43,11 @@ class LocalStep:
 
     def step(self, host: StepHost, work: list[Bucket]) -> bool:
         plan, ex = host.plan, host.executor
+        on_meta = [plan.labels[b.params[0]] for b in work if b.meta.device.type == "meta"]
+        if on_meta:  # routing, buckets and cost models work there; a step has no data to change
+            raise UnsupportedParameterError(
+                f"parameter {on_meta[0]} is on the meta device: there is no data to step; materialize the "
+                "model (model.to_empty(device=...) and initialize it) and build the optimizer on it")
         hypers = [plan.hypers(b.group) for b in work]
         for b, h in zip(work, hypers):
             ex.prepare(b, h)
