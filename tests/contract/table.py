@@ -261,6 +261,30 @@ def _zoo_entries() -> list[Entry]:
                        zoo_case("betas-proximal-decay", dict(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.8, 0.95)),
                                 lambda p: P.Adan(p, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.8, 0.95)))),
               train=adam),
+        # torch.optim.Adagrad; lr_decay, L2 decay and a nonzero initial accumulator in the second case
+        Entry("adagrad", (zoo_case("defaults", adam, lambda p: O.Adagrad(p, lr=1e-2)),
+                          zoo_case("lr-decay-init-decay",
+                                   dict(lr=1e-2, lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.1),
+                                   lambda p: O.Adagrad(p, lr=1e-2, lr_decay=0.05, weight_decay=0.1,
+                                                       initial_accumulator_value=0.1))),
+              train=dict(lr=0.05), resume=(dict(initial_accumulator_value=0.1, lr_decay=0.01),)),
+        # no warm-up (t_alpha_beta3 = None); the paper's warm-ups over T = 10 of the 20 steps (both sides of
+        # T), β₃ = 0.99 so that the slow EMA moves within 20 steps, decoupled decay (the paper's)
+        Entry("ademamix", (zoo_case("no-warmup", adam, lambda p: P.AdEMAMix(p, lr=1e-2)),
+                           zoo_case("warmup-10-decay",
+                                    dict(lr=1e-2, betas=(0.9, 0.999, 0.99), t_alpha_beta3=10.0, weight_decay=0.1),
+                                    lambda p: P.AdEMAMix(p, lr=1e-2, betas=(0.9, 0.999, 0.99), t_alpha_beta3=10.0,
+                                                         weight_decay=0.1, weight_decouple=True))),
+              train=adam, resume=(dict(t_alpha_beta3=15.0),), compiled=dict(t_alpha_beta3=2.0)),
+        # the parameter is y on both sides; warm-up over 5 of the 20 steps, t^r weighting and decay at y
+        Entry("schedulefree_adamw", (zoo_case("lr", adam, lambda p: P.ScheduleFreeAdamW(p, lr=1e-2)),
+                                     zoo_case("warmup-r-decay",
+                                              dict(lr=1e-2, betas=(0.8, 0.99), warmup_steps=5.0, r=0.5,
+                                                   weight_decay=0.1),
+                                              lambda p: P.ScheduleFreeAdamW(p, lr=1e-2, betas=(0.8, 0.99),
+                                                                            warmup_steps=5, r=0.5,
+                                                                            weight_decay=0.1))),
+              train=adam, resume=(dict(warmup_steps=15.0),), compiled=dict(warmup_steps=2.0)),
         # float32 Newton–Schulz (the spec) against the reference's float64 one: MUON_FP32
         Entry("normuon", tuple(Case(id, {**h, "ns_dtype": "float32", **MUON_AUX_ZOO}, split(
             lambda ps, h=h: NorMuon(ps, lambda X: R.newton_schulz(X, "muon", 5), **h),
