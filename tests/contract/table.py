@@ -18,7 +18,7 @@ import torch
 import tests.reference as R
 from tests.contract import tolerances as T
 from tests.contract.sides import adamw, aux_adamw, split, torch_part, whole
-from tests.reference.zoo import NorMuon, Shampoo, float64_part
+from tests.reference.zoo import NorMuon, Prodigy, Shampoo, float64_part
 from tests.contract.watched import (PEAK, WARM, DctIndices, DropLayers, Fismo, Spectra, TrionMatrixView,
                                     checked_topk, given_basis, sketch_finder, warmup_cosine)
 from tests.spec_harness import MATRICES, SHAPES, STEPS
@@ -219,6 +219,13 @@ def drop_case(id: str, hyper: dict, ref_kw: dict, period: int, seed: int) -> Cas
     return Case(id, {**hyper, **FISMO_ADAM, "ns_dtype": "float32"}, side, T.MUON_FP32, steps=24)
 
 
+PRODIGY_F64 = T.Tol(1e-12, why="""
+float64 on both sides (Prodigy's step size d is a ratio of sums over every parameter, and its
+numerator reads W₀ − W, which float32 parameters round at u·|W| — ~1e-5 of d at lr·d = 1e-3 — so
+the float32 cases see that rounding through d and ADAM_FP32 applies): the two sides sum in
+different orders, ~1e-16 relative per step.""")
+
+
 # ---- issue 14: well-known optimizers against torch.optim / pytorch_optimizer run in float64 -------
 def zoo_case(id: str, hyper: dict, make) -> Case:
     """The oracle (``make(float64 params)``) takes the spec's hyperparameters under the same names;
@@ -285,6 +292,16 @@ def _zoo_entries() -> list[Entry]:
                                                                             warmup_steps=5, r=0.5,
                                                                             weight_decay=0.1))),
               train=adam, resume=(dict(warmup_steps=15.0),), compiled=dict(warmup_steps=2.0)),
+        # the official code restated in float64 (pytorch_optimizer's Prodigy sums d's numerator and
+        # denominator in float32 tensors): d is first raised at step 3 (float64 case) / 2 (float32 cases),
+        # then limited by growth_rate or d_max
+        Entry("prodigy", (Case("d-estimate-float64", dict(lr=0.5, d0=1e-3, d_coef=10.0),
+                               whole(lambda ps: Prodigy(ps, lr=0.5, d0=1e-3, d_coef=10.0)), PRODIGY_F64, dtype=F64),
+                          *(Case(id, h, whole(lambda ps, h=h: Prodigy(ps, **h)), T.ADAM_FP32) for id, h in [
+                              ("d0-1e-2", dict(lr=1.0, d0=1e-2)),
+                              ("growth-decay-beta3", dict(lr=1.0, d0=1e-3, weight_decay=0.1, growth_rate=1.2,
+                                                          beta3=0.9, d_coef=20.0))])),
+              train=dict(lr=1.0, d0=1e-3), resume=(dict(d_coef=10.0),)),
         # float32 Newton–Schulz (the spec) against the reference's float64 one: MUON_FP32
         Entry("normuon", tuple(Case(id, {**h, "ns_dtype": "float32", **MUON_AUX_ZOO}, split(
             lambda ps, h=h: NorMuon(ps, lambda X: R.newton_schulz(X, "muon", 5), **h),

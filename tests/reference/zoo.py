@@ -104,3 +104,50 @@ class Shampoo:
     @property
     def params(self):
         return dict(self.w)
+
+
+class Prodigy:
+    """Prodigy in float64, restated from konstmish/prodigy ``prodigyopt/prodigy.py`` (arXiv
+    2306.06101, Alg. 4; defaults: no bias correction, no safeguard warm-up, decoupled decay), one
+    param group: the global sums are Python floats (the official ``.item()`` accumulations;
+    pytorch_optimizer 4.1.0 keeps them in float32 tensors). Per step, with ``d_lr = d·lr``:
+    ``r ← β₃r + Σ (d/d₀)·d_lr·⟨g, W₀ − W⟩``; ``m ← β₁m + (1−β₁)·d·g``; ``v ← β₂v + (1−β₂)·d²g²``;
+    ``s ← β₃s + (d/d₀)·d_lr·g``; ``d̂ = d_coef·r/Σ‖s‖₁``; ``d ← max(d, d̂)`` while ``d = d₀``;
+    ``d_max ← max(d_max, d̂)``; ``d ← min(d_max, d·growth)``; ``W ← W(1 − d_lr·λ) − d_lr·m/(sqrt(v) + d·ε)``."""
+
+    def __init__(self, params, lr=1.0, betas=(0.9, 0.999), beta3=None, d0=1e-6, d_coef=1.0,
+                 growth_rate=float("inf"), weight_decay=0.0, eps=1e-8):
+        self.w = {k: v.detach().double().clone() for k, v in params}
+        self.lr, self.betas, self.d0, self.d_coef, self.growth, self.wd, self.eps = (
+            lr, betas, d0, d_coef, growth_rate, weight_decay, eps)
+        self.beta3 = beta3 if beta3 is not None else betas[1] ** 0.5
+        self.d = self.d_max = d0
+        self.numerator = 0.0
+        self.state = {k: {"p0": v.clone(), "s": torch.zeros_like(v), "exp_avg": torch.zeros_like(v),
+                          "exp_avg_sq": torch.zeros_like(v)} for k, v in self.w.items()}
+
+    def step(self, grads):
+        (b1, b2), b3, d, d0 = self.betas, self.beta3, self.d, self.d0
+        d_lr = d * self.lr
+        self.numerator *= b3
+        denominator = 0.0
+        for k, W in self.w.items():
+            st, g = self.state[k], grads[k].double().reshape(W.shape)
+            self.numerator += (d / d0) * d_lr * float(torch.dot(g.flatten(), (st["p0"] - W).flatten()))
+            st["exp_avg"] = b1 * st["exp_avg"] + d * (1 - b1) * g
+            st["exp_avg_sq"] = b2 * st["exp_avg_sq"] + d * d * (1 - b2) * g * g
+            st["s"] = b3 * st["s"] + (d / d0) * d_lr * g
+            denominator += float(st["s"].abs().sum())
+        d_hat = self.d_coef * self.numerator / denominator
+        if d == d0:
+            d = max(d, d_hat)
+        self.d_max = max(self.d_max, d_hat)
+        self.d = d = min(self.d_max, d * self.growth)
+        for k, W in self.w.items():
+            st = self.state[k]
+            W = W * (1 - d_lr * self.wd)
+            self.w[k] = W - d_lr * st["exp_avg"] / (st["exp_avg_sq"].sqrt() + d * self.eps)
+
+    @property
+    def params(self):
+        return dict(self.w)
