@@ -96,6 +96,12 @@ def render(report: dict, markdown: bool = False) -> str:
                           "largest bucket", "peak ÷ bucket", "baselines' peak extra (in step-table order)"],
                          rows, markdown))
         out.append(f"peak method: {method}")
+    pm = [(c, r) for c in cases for r in c.get("precision_memory", [])]
+    if pm:
+        out.append(h("Precision policies: persistent state"))
+        out.append(table(["spec", "params", "candidate", "state", "B/param", "predicted", "equal"],
+                         [[c["spec"], c["params"]["name"], r["name"], _mb(r["state_bytes"]), r["bytes_per_param"],
+                           _mb(r["predicted_state_bytes"]), r["state_matches_prediction"]] for c, r in pm], markdown))
     comp = report.get("compile")
     if comp:
         out.append(h(f"Compile time (inductor, fresh subprocess per row, {comp.get('threads')} threads)"))
@@ -116,7 +122,7 @@ def render(report: dict, markdown: bool = False) -> str:
                               "warm compile s", "warm 2nd-process wall s"], rows, markdown))
     tg = report.get("targets")
     if tg:
-        out.append(h("Targets (issue 5)"))
+        out.append(h("Targets (issues 5 and 15)"))
         out.append(table(["target", "measured", "target", "met"],
                          [[t["target"], t["value"], f"{t['op']} {_fmt(t['threshold'])}",
                            "not measured" if t["met"] is None else t["met"]] for t in tg], markdown))

@@ -36,6 +36,7 @@ class Config:
     probe_steps: int = 1                     # compile probes: steady steps after the first
     seed: int = 0
     cache_dir: str | None = None             # Inductor cache of this process; None: fresh temp dir
+    precision: list[str] = field(default_factory=list)  # precision policies timed as extra contestants
 
 
 def run(cfg: Config, log=None) -> dict:
@@ -76,7 +77,7 @@ def run(cfg: Config, log=None) -> dict:
                         f"{cfg.warmup} warm-up + {cfg.steps} timed rounds")
                     report["cases"].append(run_case(spec, ps, device, cfg.backend, cfg.steps, cfg.warmup, mach,
                                                     cfg.seed, "memory" in cfg.sections, cfg.baselines,
-                                                    cfg.compiled_baselines, cfg.case_budget_s))
+                                                    cfg.compiled_baselines, cfg.case_budget_s, cfg.precision))
         if "compile" in cfg.sections:
             if cfg.backend != "inductor":
                 report["compile"] = {"skipped": f"backend {cfg.backend} does not compile"}
@@ -93,4 +94,8 @@ def run(cfg: Config, log=None) -> dict:
     from .targets import evaluate
 
     report["targets"] = evaluate(report)
+    if cfg.precision:
+        from .precision import targets as precision_targets
+
+        report["targets"] += precision_targets(report)
     return report

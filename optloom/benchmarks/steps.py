@@ -25,7 +25,7 @@ import torch
 
 import optloom
 
-from . import baselines, memory
+from . import baselines, memory, precision
 from .paramsets import ParamSet
 from .timing import Candidate, interleave
 
@@ -107,7 +107,7 @@ def plan_rounds(steps: int, warmup: int, round_s: float | None, budget_s: float 
 
 def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps: int, warmup: int,
              machine: dict | None, seed: int = 0, with_memory: bool = True, with_baselines: bool = True,
-             compiled_baselines: bool = True, budget_s: float | None = None) -> dict:
+             compiled_baselines: bool = True, budget_s: float | None = None, policies: list[str] = ()) -> dict:
     program = optloom.compile(spec)
     make = lambda: ps.make(device, seed=seed)  # noqa: E731 - identical initial values per candidate
     named = make()
@@ -123,6 +123,9 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
         cands.append(Candidate(f"optloom {spec} ({label})", vopt.step, lambda n=vnamed: [p.grad for _, p in n],
                                vopt, True))
         dtypes.append(ns_dtype(program, device, kwargs))
+    for c in precision.candidates(spec, make, backend, list(policies), with_baselines):  # --precision
+        cands.append(c)
+        dtypes.append(dtype)
     if with_baselines:
         for label, bopt, step in baselines.for_spec(program.name, named, program, make, compiled_baselines):
             grads = [p.grad for g in _groups(bopt) for p in g["params"]]
@@ -147,6 +150,10 @@ def run_case(spec: str, ps: ParamSet, device: torch.device, backend: str, steps:
                   "floors": floors(work, ours / 1e3, machine, dtype)}
     if with_memory:
         case["memory"] = _memory(work["state_bytes"], cands, device)
+    if policies:
+        case["precision_memory"] = precision.state_memory(
+            cands, lambda c: [(n, p) for g in c.optimizer.param_groups
+                              for n, p in zip(g.get("param_names") or [None] * len(g["params"]), g["params"])])
     del cands, opt, named
     gc.collect()
     return case

@@ -33,6 +33,10 @@ def add_parser(sub) -> None:
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--skip", default="", metavar="SECTIONS",
                    help=f"comma-separated sections to skip: {', '.join(SECTIONS)}")
+    p.add_argument("--precision", action="append", metavar="POLICY",
+                   help="also time the spec under this state precision policy (bf16_sr, q8, q8_linear, q4, "
+                        "'exp_avg: bf16_sr, exp_avg_sq: q8', …); repeat or comma-separate; adds the torchao / "
+                        "bitsandbytes low-precision AdamW baselines that import (docs/performance.md)")
     p.add_argument("--no-baselines", action="store_true", help="time the optloom step alone")
     p.add_argument("--no-compiled-baselines", action="store_true",
                    help="leave out torch.compile(opt.step) baselines (they compile for tens of seconds)")
@@ -62,6 +66,7 @@ def _split(values) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..benchmarks import report, runner
+    from ..benchmarks.precision import parse as parse_policies
 
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                         baselines=not args.no_baselines, compiled_baselines=not args.no_compiled_baselines,
                         case_budget_s=args.case_budget or None, probe_steps=args.probe_steps,
                         matmul_shapes=[tuple(int(x) for x in s.split("x")) for s in _split([args.matmul_shapes])]
-                        or None)
+                        or None, precision=parse_policies(args.precision))
     data = runner.run(cfg)
     if args.json:
         Path(args.json).write_text(json.dumps(data, indent=1, default=str))

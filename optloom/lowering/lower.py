@@ -93,7 +93,7 @@ def _trace(req: GraphRequest, sig: StepSignature, impl: Impl, probe: bool) -> fx
         run_rule(rule, ctx, grad, hyp, impl)
         for name, buf in a.states.items():
             if name in ctx.states and name not in decoded and ctx.states[name] is not buf:
-                buf.copy_(ctx.states[name])
+                buf.copy_(_fresh(ctx.states[name], inputs).reshape(buf.shape))
         for name, parts in formatted.items():
             if ctx.states[name] is not decoded[name]:  # unchanged (a cached value kept): not re-encoded
                 new = precision.encode(ctx.states[name], parts[0], meta.layout, req.seed, a.step, a.ids)
@@ -101,11 +101,11 @@ def _trace(req: GraphRequest, sig: StepSignature, impl: Impl, probe: bool) -> fx
                     a.states[s.name].copy_(value.reshape(s.shape))
         if wide:
             value, low = precision.encode_param(ctx.param, req.param_mode, meta.layout, req.seed, a.step, a.ids)
-            a.param.copy_(value)
+            a.param.copy_(value.reshape(meta.shape))
             if low is not None:
-                a.states[precision.KAHAN].copy_(low)
+                a.states[precision.KAHAN].copy_(low.reshape(meta.shape))
         else:
-            a.param.copy_(ctx.param)
+            a.param.copy_(ctx.param.reshape(meta.shape))
 
     dev = meta.device
     # fake examples (make_fx picks up their mode): real zeros of a 124M-entry bucket cost seconds
@@ -121,3 +121,15 @@ def _trace(req: GraphRequest, sig: StepSignature, impl: Impl, probe: bool) -> fx
     gm = make_fx(step_fn, tracing_mode="fake")(*example)
     passes.optimize(gm)
     return gm
+
+
+def _fresh(value: torch.Tensor, inputs: tuple) -> torch.Tensor:
+    """``value`` as a computed tensor when it is an input or a view of one: a state written from
+    another input (``state p0 = param``) must hold that input's value from before the step's
+    writes. Eager writes in program order, but Inductor (torch 2.13) drops a ``clone`` as a no-op
+    and then orders the copy after the input's own mutation, so the state would read the updated
+    parameter (Prodigy's ``p0``; ``tests/test_torch_conventions.py``). A multiply by one is exact
+    for every value and is not dropped."""
+    if value._base is not None or any(value is t for t in inputs):
+        return value * 1
+    return value

@@ -246,18 +246,31 @@ def _keys(seed: int, salt: str, step: Any, ids: torch.Tensor, layout: Any) -> to
     return stream_key(seed, salt, step, ids[:1] if str(layout) == "flat" else ids)
 
 
+def _code_rows(first: Any, layout: Any) -> tuple[int, int]:
+    """(rows, entries) a formatted state is coded as: a flat bucket's blocks as rows (its members
+    start at block multiples), a stacked bucket's members."""
+    rows, n = _rows(first.logical_shape, layout)
+    if str(layout) == "flat" and first.fmt.quantized and n % first.fmt.block == 0:
+        return n // first.fmt.block, first.fmt.block
+    return rows, n
+
+
 def decode(parts: list[torch.Tensor], first: Any, layout: Any) -> torch.Tensor:
     """The float32 value of a formatted state from its stored buffers (``first``: its part-0 spec)."""
-    rows, n = _rows(first.logical_shape, layout)
+    rows, n = _code_rows(first, layout)
     flat = [p.reshape(rows, -1) for p in parts]
     return decode_parts(first.fmt, flat, n).reshape(first.logical_shape)
 
 
 def encode(value: torch.Tensor, first: Any, layout: Any, seed: int, step: Any, ids: torch.Tensor) -> list[torch.Tensor]:
-    """The stored buffers of a formatted state's new float32 ``value`` (shaped as each part)."""
-    rows, n = _rows(first.logical_shape, layout)
+    """The stored buffers of a formatted state's new float32 ``value`` (shaped as each part).
+    Random bits: entry ``j`` of a stacked member, or of a flat bucket's (padded) buffer."""
+    rows, n = _code_rows(first, layout)
     x = value.to(torch.float32).reshape(rows, n)
-    bits = entry_bits(_keys(seed, first.logical, step, ids, layout), n) if first.fmt.stochastic else None
+    bits = None
+    if first.fmt.stochastic:
+        r, m = _rows(first.logical_shape, layout)
+        bits = entry_bits(_keys(seed, first.logical, step, ids, layout), m).reshape(rows, n)
     return encode_parts(first.fmt, x, bits)
 
 
