@@ -228,6 +228,27 @@ def _(ctx, s, rank, ell_norm, side):
     return torch.tensor(order[: min(rank, len(scores))], dtype=torch.int64)
 
 
+@primitive(family="subspace", elementwise=False, needs_matrix=True,
+           examples=("argsort", "argsort(descending = false)", "col_sum |> argsort", "row_sum |> argsort"))
+def argsort(ctx: Ctx, x: Tensor, descending: bool = True) -> Tensor:
+    """The order of each matrix's entries, read row-major (a ``1 × n`` row or ``m × 1`` column
+    is its vector): the int64 indices ``idx`` (``(k,)`` per matrix, ``k = m·n``) with
+    ``x[idx[0]] ≥ x[idx[1]] ≥ …`` (``descending = false``: ``≤``), ties kept in index order
+    (a stable sort). The indices ``take`` uses: SOAP's refresh (arXiv 2409.11321; nikhilvyas/SOAP
+    ``soap.py``, ``get_orthogonal_matrix_QR``) orders the basis by its estimated eigenvalues,
+    ``let idx = col_sum(Q * (L @ Q)) |> argsort`` (``diag(Qᵀ L Q)`` as a row), then
+    ``take(L @ Q, idx, "right")``. Example: ``[[0.5, 2, −1]]`` → ``[1, 0, 2]``."""
+    flat = x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+    return torch.argsort(flat, dim=-1, descending=descending, stable=True)
+
+
+@argsort.reference
+def _(ctx, x, descending):
+    vals = [float(v) for v in x.reshape(-1)]
+    sign = -1.0 if descending else 1.0
+    return torch.tensor(sorted(range(len(vals)), key=lambda k: (sign * vals[k], k)), dtype=torch.int64)
+
+
 def _take_samples(gen: torch.Generator, shape: tuple[int, ...], args: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Contract inputs of ``take``: a random matrix and two distinct random indices of its side."""
     return sample_normal(gen, shape), torch.randperm(_side_dim(shape, args["side"]), generator=gen)[:2]

@@ -18,7 +18,7 @@ import torch
 import tests.reference as R
 from tests.contract import tolerances as T
 from tests.contract.sides import adamw, aux_adamw, split, torch_part, whole
-from tests.reference.zoo import NorMuon, Prodigy, Shampoo, float64_part
+from tests.reference.zoo import SOAP, NorMuon, Prodigy, Shampoo, float64_part
 from tests.contract.watched import (PEAK, WARM, DctIndices, DropLayers, Fismo, Spectra, TrionMatrixView,
                                     checked_topk, given_basis, sketch_finder, warmup_cosine)
 from tests.spec_harness import MATRICES, SHAPES, STEPS
@@ -74,6 +74,9 @@ FRUGAL = dict(lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, update_gap
 DCT_ADAM = dict(lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 TRION_ADAM = dict(adam_lr=0.01, adam_betas=(0.9, 0.95), adam_eps=1e-10, adam_weight_decay=0.05)
 FISMO_ADAM = dict(adam_lr=0.01, adam_betas=(0.9, 0.95), adam_eps=1e-8)
+SOAP_FP64 = T.Tol(1e-9, why="""
+float64 SOAP against its float64 oracle: the same eigh/QR on statistics equal up to ~1e-16 relative;
+24 steps of Adam in the rotated basis amplify that at most ~10× per step (measured ≤ 3e-14).""")
 FISMO_DEFAULTS = dict(lr=0.02, beta=0.95, gamma=0.95, mu=1e-3)  # fismo.opt's (test_kronecker_specs)
 
 
@@ -317,6 +320,28 @@ def _zoo_entries() -> list[Entry]:
                                for id, h in [("every-step", dict(lr=0.1, eps=1e-4, precondition_frequency=1)),
                                              ("cached-roots-3", dict(lr=0.05, eps=0.1, precondition_frequency=3))]),
               train=dict(lr=0.1), resume=(dict(precondition_frequency=4),), compiled=dict(root_dtype="float32")),
+        # SOAP vs the official soap.py restated in float64 (zoo.SOAP): the square matrix and the bias only — a
+        # non-square G₁ makes L or R rank-deficient at step 1, and the basis inside that null space (eigh's
+        # arbitrary choice) changes Adam's update at O(1) between float32 and float64 (soap.opt). Refreshes by
+        # power iteration + sorted QR at steps 4, 7, …, 19 (T = 3) or every step (T = 1): ADAM_FP32
+        Entry("soap", tuple(Case(id, h, whole(lambda ps, h=h: SOAP(ps, lr=h["lr"], betas=h["betas"],
+                                                                   shampoo_beta=h["shampoo_beta"], eps=h["eps"],
+                                                                   weight_decay=h["weight_decay"],
+                                                                   frequency=h["precondition_frequency"])),
+                                 T.ADAM_FP32, steps=24, keys=("square", "bias"))
+                            for id, h in [("refresh-3", dict(lr=0.01, betas=(0.9, 0.95), shampoo_beta=0.9, eps=1e-8,
+                                                             weight_decay=0.1, precondition_frequency=3)),
+                                          ("refresh-1", dict(lr=3e-3, betas=(0.95, 0.95), shampoo_beta=0.95,
+                                                             eps=1e-8, weight_decay=0.01, precondition_frequency=1))])
+              # float64 spec: the non-square orientations (L of the tall, R of the wide) are checked too — in
+              # float64 both sides form the same step-1 statistics and LAPACK picks the same null-space basis
+              # (measured ≤ 3e-14); the conv's (4×27) R differs in its summation order and is left out
+              + (Case("refresh-3-float64", dict(lr=0.01, betas=(0.9, 0.95), shampoo_beta=0.9, eps=1e-8,
+                                                weight_decay=0.1, precondition_frequency=3),
+                      whole(lambda ps: SOAP(ps, lr=0.01, betas=(0.9, 0.95), shampoo_beta=0.9, eps=1e-8,
+                                            weight_decay=0.1, frequency=3)),
+                      SOAP_FP64, dtype=F64, steps=24, keys=("tall", "wide", "square", "bias")),),
+              train=dict(lr=0.01, precondition_frequency=2), resume=(dict(precondition_frequency=4),)),
     ]
 
 

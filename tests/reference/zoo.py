@@ -151,3 +151,73 @@ class Prodigy:
     @property
     def params(self):
         return dict(self.w)
+
+
+class SOAP:
+    """SOAP in float64, restated from the official code (nikhilvyas/SOAP ``soap.py``, paper-time
+    version; arXiv 2409.11321), with its defaults merge_dims = False → here conv weights as their
+    (out, −1) view, max_precond_dim = 10000 (every test dim preconditioned), precondition_1d =
+    False (vectors: Adam), normalize_grads = False, correct_bias = True. Official step count
+    ``s`` (0 on the first call): the first call only accumulates ``GG`` and takes ``Q = eigh``
+    (flipped to descending); later calls rotate ``G``, keep ``exp_avg`` in the rotated space
+    (projected back and forward around every preconditioner update), step with
+    ``lr·sqrt(1−β₂ˢ)/(1−β₁ˢ)``, decay after the step, then update ``GG`` and, when
+    ``s % frequency == 0``, refresh ``Q`` by one power iteration + QR on the columns sorted by
+    ``diag(Qᵀ GG Q)`` descending, permuting ``exp_avg_sq`` the same way."""
+
+    def __init__(self, params, lr=3e-3, betas=(0.95, 0.95), shampoo_beta=0.95, eps=1e-8, weight_decay=0.01,
+                 frequency=10):
+        self.w = {k: v.detach().double().clone() for k, v in params}
+        self.lr, self.betas, self.sb, self.eps, self.wd, self.f = lr, betas, shampoo_beta, eps, weight_decay, frequency
+        self.state = {k: {} for k in self.w}
+
+    @staticmethod
+    def _project(x, Q, back=False):
+        return x if not Q else (Q[0] @ x @ Q[1].T if back else Q[0].T @ x @ Q[1])
+
+    def _update_preconditioner(self, G, st):
+        if st["Q"] is not None:
+            st["exp_avg"] = self._project(st["exp_avg"], st["Q"], back=True)
+        L, R = st["GG"]
+        L += (1 - self.sb) * (G @ G.T - L)  # lerp_
+        R += (1 - self.sb) * (G.T @ G - R)
+        if st["Q"] is None:
+            st["Q"] = [torch.flip(torch.linalg.eigh(M)[1], [1]) for M in (L, R)]
+        if st["step"] > 0 and st["step"] % self.f == 0:
+            new, v = [], st["exp_avg_sq"]
+            for ind, (M, O) in enumerate(zip((L, R), st["Q"])):
+                idx = torch.argsort(torch.diag(O.T @ M @ O), descending=True)
+                v = v.index_select(ind, idx)
+                new.append(torch.linalg.qr(M @ O[:, idx])[0])
+            st["Q"], st["exp_avg_sq"] = new, v
+        if st["step"] > 0:
+            st["exp_avg"] = self._project(st["exp_avg"], st["Q"])
+
+    def step(self, grads):
+        b1, b2 = self.betas
+        for k, W in self.w.items():
+            st = self.state[k]
+            G = grads[k].double().reshape(W.shape[0], -1) if W.ndim >= 2 else grads[k].double().reshape(-1)
+            if not st:
+                st.update(step=0, exp_avg=torch.zeros_like(G), exp_avg_sq=torch.zeros_like(G),
+                          Q=None if W.ndim >= 2 else [],
+                          GG=[torch.zeros(n, n, dtype=torch.float64) for n in G.shape] if W.ndim >= 2 else [])
+                if W.ndim >= 2:
+                    self._update_preconditioner(G, st)
+                continue
+            Gp = self._project(G, st["Q"])
+            st["step"] += 1
+            st["exp_avg"] = b1 * st["exp_avg"] + (1 - b1) * Gp
+            st["exp_avg_sq"] = b2 * st["exp_avg_sq"] + (1 - b2) * Gp ** 2
+            denom = st["exp_avg_sq"].sqrt() + self.eps
+            size = self.lr * (1 - b2 ** st["step"]) ** 0.5 / (1 - b1 ** st["step"])
+            Wm = W.reshape(G.shape)
+            Wm = Wm - size * self._project(st["exp_avg"] / denom, st["Q"], back=True)
+            Wm = Wm - self.lr * self.wd * Wm
+            self.w[k] = Wm.reshape(W.shape)
+            if W.ndim >= 2:
+                self._update_preconditioner(G, st)
+
+    @property
+    def params(self):
+        return dict(self.w)
