@@ -288,6 +288,7 @@ GOOD = {
     "state-from-hyperparameter": H + "  all =>\n    state a = fill(grad, lr)\n    a <- a * 0.5\n"
                                      "    grad * a |> apply(lr)\n}\n",
     "state-from-param": H + "  all =>\n    state z = param\n    z <- z - grad\n    grad + z * 0.0 |> apply(lr)\n}\n",
+    "snapshot-of-param-never-assigned": H + "  all =>\n    state p0 = param\n    grad + (param - p0) |> apply(lr)\n}\n",
     "state-from-expression": H + "  all =>\n    state s = zeros(grad) + lr * grad ** 2\n    s <- s + grad ** 2\n"
                                  "    grad / sqrt(s) |> apply(lr)\n}\n",
     "inf-literals": "optimizer o(lr = 0.1, cap = inf) {\n  all =>\n    state m = -inf\n    m <- maximum(m, fro_norm(grad))\n"

@@ -79,9 +79,12 @@ class RuleChecker:
         return result
 
     def finish_states(self, result: ir.Node, env: Env) -> None:
-        """The final value of each feedback state is stored; a state never assigned, or never read
-        before it is assigned, is reported (the latter is stored all the same)."""
+        """The final value of each feedback state is stored; a state never assigned (unless it
+        snapshots a first-step value), or never read before it is assigned, is reported (the latter
+        is stored all the same)."""
         for name, ref in self.feedback.items():
+            if env.get(name) is ref and ref.value is not None:
+                continue  # a snapshot of a first-step value (Prodigy's `state p0 = param`): kept as is
             if env.get(name) is ref:
                 self.rep.warning(f"state '{name}' is never assigned: it keeps its initial value",
                                  ref.span, f"update it with `{name} <- ...`")
