@@ -90,3 +90,23 @@ def test_compiled_step_cache_can_be_disabled(tmp_path, monkeypatch):
     compile_cache.events.clear()
     _cache_run(1, {"b.weight": (3, 5)})
     assert compile_cache.events == ["compiled"] and not list(tmp_path.glob("*"))
+
+
+@pytest.mark.slow
+def test_a_state_copied_from_the_parameter_holds_its_value_from_before_the_step():
+    """``state p0 = param`` then ``apply``: the compiled step must write p0 before it updates the
+    parameter (Inductor drops a ``clone`` and would copy the updated parameter: lowering._fresh)."""
+    spec = "optimizer anchored(lr = 0.1) { all => state p0 = param\n grad + (param - p0) |> apply(lr) }"
+    runs = {}
+    for backend in ("eager", "inductor"):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(6, 5))
+        start = w.detach().clone()
+        opt = optloom.optimizer(spec, [w], backend=backend)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            w.grad = torch.randn(6, 5, generator=g)
+            opt.step()
+        assert torch.equal(opt.state[w]["p0"], start), backend
+        runs[backend] = w.detach().clone()
+    torch.testing.assert_close(runs["inductor"], runs["eager"], rtol=1e-6, atol=1e-7)
