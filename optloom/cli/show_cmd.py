@@ -12,6 +12,12 @@ def add_parser(sub) -> None:
     p.add_argument("--name", help="which optimizer of the file (default: the first)")
     p.add_argument("--shapes", default="gpt2-tiny",
                    help="parameter set to route: gpt2-tiny (GPT-2 layout at d=64), mlp, or NAME=d0xd1,... list")
+    p.add_argument("--state-precision", metavar="POLICY",
+                   help="precision policy of the states (bf16_sr, q8, 'exp_avg: bf16, exp_avg_sq: q8', …): "
+                        "bytes and graphs under it")
+    p.add_argument("--param-precision", choices=["bf16", "bf16_sr", "bf16_kahan"],
+                   help="how bf16 parameters are written (with --dtype bfloat16)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="parameter dtype")
     p.add_argument("--graph", action="store_true", help="print each bucket's lowered torch.fx graph")
     p.add_argument("--compile", action="store_true", help="compile the step with inductor and report the time")
     p.add_argument("--cost", action="store_true",
@@ -53,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
 
     program = optloom.compile(args.spec, name=args.name)
     print(program.describe())
-    params = [(n, torch.zeros(s, requires_grad=True)) for n, s in _param_set(args.shapes)]
-    opt = optloom.optimizer(args.spec, params, name=args.name, backend="inductor" if args.compile else "eager")
+    dtype = getattr(torch, args.dtype)
+    params = [(n, torch.zeros(s, dtype=dtype, requires_grad=True)) for n, s in _param_set(args.shapes)]
+    opt = optloom.optimizer(args.spec, params, name=args.name, backend="inductor" if args.compile else "eager",
+                            state_precision=args.state_precision, param_precision=args.param_precision)
     print("\nrouting:")
     by_rule: dict[str, list[str]] = {}
     routes = opt.routes()
@@ -64,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label}: {len(items)} parameter(s)")
         for item in items:
             print(f"    {item}")
-    print(f"\npersistent state: {program.state_bytes(params):,} bytes "
-          f"for {sum(p.numel() for _, p in params):,} parameters")
+    _print_bytes(program, params, args)
     for _, p in params:
         p.grad = torch.randn_like(p)
     start = time.perf_counter()
@@ -82,6 +89,29 @@ def run(args: argparse.Namespace) -> int:
     if args.cost or args.cost_params:
         _print_cost(args, opt)
     return 0
+
+
+def _print_bytes(program, params, args: argparse.Namespace) -> None:
+    """Persistent state and a step's traffic, per state and per parameter, under the policy."""
+    from ..lowering.states import state_layout
+
+    layout = state_layout(program, params, args.state_precision, args.param_precision)
+    n = sum(p.numel() for _, p in params)
+    per_state: dict[tuple[str, str, str], int] = {}
+    for rows in layout.values():
+        for r in rows:
+            key = (r["rule"], r["state"], r["format"])
+            per_state[key] = per_state.get(key, 0) + r["bytes"]
+    total = sum(per_state.values())
+    pbytes = sum(p.numel() * p.element_size() for _, p in params)
+    print(f"\npersistent state: {total:,} bytes for {n:,} parameters ({total / max(n, 1):.3g} B/param; "
+          f"buffers, incl. a flat member's padding to a whole block)")
+    for (rule, state, fmt), b in sorted(per_state.items()):
+        covered = sum(rows[0]["numel"] for rows in layout.values() if rows and rows[0]["rule"] == rule)
+        print(f"  {rule}.{state}: {fmt}, {b:,} bytes ({b / max(covered, 1):.3g} B per parameter of the rule)")
+    traffic = 3 * pbytes + 2 * total  # read and write the parameter, read the gradient, read and write state
+    print(f"step traffic (floor): {traffic:,} bytes = {traffic / max(n, 1):.3g} B/param "
+          "(parameter read + written, gradient read, every state buffer read + written)")
 
 
 def _peaks(args: argparse.Namespace):
