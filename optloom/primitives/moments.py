@@ -13,6 +13,7 @@ from .registry import Beta, NonNegative, Positive, State, Tensor, primitive
            examples=("ema(0.9)", "ema(0.5, debias = true)"))
 def ema(ctx: Ctx, x: Tensor, beta: Beta = 0.9, debias: bool = False) -> Tensor:
     """Exponential moving average: ``s ← β s + (1−β) x``; returns ``s`` (or ``s/(1−βᵗ)`` with debias)."""
+    beta = ctx.bcast(beta, x)  # a per-parameter β (AdEMAMix's scheduled β₃) against the stack
     s = torch.lerp(ctx.state("exp_avg", x), x, 1 - beta)
     ctx.set_state("exp_avg", s)
     return s / (1 - beta ** ctx.step) if debias else s
