@@ -206,47 +206,48 @@ def code_max(fmt: Format, signed: bool) -> float:
     return 2.0 - 2.0 ** -_float_code(fmt.bits, signed)[1]
 
 
-def _encode_mag(a: Tensor, r: Tensor | None, bits: int, signed: bool) -> Tensor:
-    """Dynamic-code magnitude codes (int32) of ``a = |x/scale| ≤ C``."""
-    e, m, bias = _float_code(bits, signed)
-    s = 23 - m
-    add = (r & ((1 << s) - 1)) if r is not None else torch.full_like(a, 1 << (s - 1), dtype=torch.int32)
-    normal = ((a.view(torch.int32) + add) >> s) - ((127 - bias) << m)
-    u = add.to(torch.float32) * 2.0 ** -s
-    sub = torch.floor(a * 2.0 ** (bias - 1 + m) + u).to(torch.int32)
-    code = torch.where(a < 2.0 ** (1 - bias), sub, normal)
-    return code.clamp(0, (1 << (e + m)) - 1)
+def _per_block(nonneg: Tensor, unsigned: float, signed: float) -> Tensor | float:
+    """A constant that depends on the block's kind, as arithmetic on the 0/1 flag (no branches:
+    the step computes one code per entry, not both and a selection)."""
+    return signed if unsigned == signed else signed + (unsigned - signed) * nonneg
 
 
-def _decode_mag(c: Tensor, bits: int, signed: bool) -> Tensor:
-    e, m, bias = _float_code(bits, signed)
-    normal = ((c + ((127 - bias) << m)) << (23 - m)).view(torch.float32)
-    return torch.where(c < (1 << m), c.to(torch.float32) * 2.0 ** (1 - bias - m), normal)
-
-
-def _codes(fmt: Format, y: Tensor, r: Tensor | None, signed: bool) -> Tensor:
-    """Codes (int32, unsigned patterns of ``fmt.bits``) of ``y = x/scale``."""
+def _codes(fmt: Format, y: Tensor, r: Tensor | None, nonneg: Tensor) -> Tensor:
+    """Codes (int32 patterns of ``fmt.bits``) of ``y = x/scale``; ``nonneg``: the block's flag
+    (int32 0/1, broadcast over its entries)."""
+    k, kf = nonneg, nonneg.to(torch.float32)
     if fmt.code == "linear":
-        lim = int(code_max(fmt, signed))
+        ls, lu = code_max(fmt, True), code_max(fmt, False)
         u = (r & 0xFFFFFF).to(torch.float32) * 2.0 ** -24 if r is not None else 0.5
-        q = torch.floor(y + u).clamp(-lim if signed else 0, lim).to(torch.int32)
-        return q + lim if signed else q
-    if not signed:
-        return _encode_mag(y.abs(), r, fmt.bits, False)
-    sign = (y < 0).to(torch.int32) << (fmt.bits - 1)
-    return sign | _encode_mag(y.abs(), r, fmt.bits, True)
+        q = torch.floor(y + u)
+        q = torch.minimum(torch.maximum(q, -ls * (1.0 - kf)), _per_block(kf, lu, ls))
+        return q.to(torch.int32) + int(ls) * (1 - k)
+    e, m, bs = _float_code(fmt.bits, True)
+    bu = _float_code(fmt.bits, False)[2]
+    s = 23 - m
+    a = y.abs()
+    add = (r & ((1 << s) - 1)) if r is not None else (1 << (s - 1))
+    normal = ((a.view(torch.int32) + add) >> s) - _per_block(k, (127 - bu) << m, (127 - bs) << m)
+    u = add.to(torch.float32) * 2.0 ** -s if r is not None else 0.5
+    sub = torch.floor(a * _per_block(kf, 2.0 ** (bu - 1 + m), 2.0 ** (bs - 1 + m)) + u).to(torch.int32)
+    code = torch.where(a < _per_block(kf, 2.0 ** (1 - bu), 2.0 ** (1 - bs)), sub, normal)
+    code = torch.minimum(code.clamp_min(0), _per_block(k, (1 << fmt.bits) - 1, (1 << (fmt.bits - 1)) - 1))
+    return code | ((y < 0).to(torch.int32) << (fmt.bits - 1))  # no negative entry in a non-negative block
 
 
-def _values(fmt: Format, c: Tensor, signed: bool) -> Tensor:
-    """Code values (float32, before the scale) of codes ``c`` (int32)."""
+def _values(fmt: Format, c: Tensor, nonneg: Tensor) -> Tensor:
+    """Code values (float32, before the scale) of codes ``c`` (int32) of blocks flagged ``nonneg``."""
+    k, kf = nonneg, nonneg.to(torch.float32)
     if fmt.code == "linear":
-        lim = int(code_max(fmt, signed))
-        return (c - lim).to(torch.float32) if signed else c.to(torch.float32)
-    if not signed:
-        return _decode_mag(c, fmt.bits, False)
+        return (c - int(code_max(fmt, True)) * (1 - k)).to(torch.float32)
+    e, m, bs = _float_code(fmt.bits, True)
+    bu = _float_code(fmt.bits, False)[2]
     top = 1 << (fmt.bits - 1)
-    mag = _decode_mag(c & (top - 1), fmt.bits, True)
-    return torch.where(c >= top, -mag, mag)
+    mag = c & (top - 1 + top * k)
+    normal = ((mag + _per_block(k, (127 - bu) << m, (127 - bs) << m)) << (23 - m)).view(torch.float32)
+    v = torch.where(mag < (1 << m), mag.to(torch.float32) * _per_block(kf, 2.0 ** (1 - bu - m), 2.0 ** (1 - bs - m)),
+                    normal)
+    return torch.where((c >= top) & (k == 0), -v, v)
 
 
 def encode(fmt: Format, x: Tensor, bits: Tensor | None = None) -> list[Tensor]:
@@ -262,12 +263,11 @@ def encode(fmt: Format, x: Tensor, bits: Tensor | None = None) -> list[Tensor]:
     xb = (F.pad(x, (0, pad)) if pad else x).reshape(rows, nb, fmt.block)
     rb = None if bits is None else (F.pad(bits, (0, pad)) if pad else bits).reshape(rows, nb, fmt.block)
     amax = xb.abs().amax(-1, keepdim=True)
-    nonneg = xb.amin(-1, keepdim=True) >= 0
-    cmax = torch.where(nonneg, code_max(fmt, False), code_max(fmt, True))
+    nonneg = (xb.amin(-1, keepdim=True) >= 0).to(torch.int32)
+    cmax = _per_block(nonneg.to(torch.float32), code_max(fmt, False), code_max(fmt, True))
     inv = torch.where(amax > 0, cmax / torch.where(amax > 0, amax, 1.0), 0.0)
-    y = xb * inv
-    codes = torch.where(nonneg, _codes(fmt, y, rb, False), _codes(fmt, y, rb, True)).reshape(rows, nb * fmt.block)
-    scale = torch.where(nonneg, amax / cmax, -(amax / cmax)).reshape(rows, nb)
+    codes = _codes(fmt, xb * inv, rb, nonneg).reshape(rows, nb * fmt.block)
+    scale = (amax / cmax * (2 * nonneg - 1).to(torch.float32)).reshape(rows, nb)
     if fmt.kind == "q4":
         pairs = codes.reshape(rows, -1, 2)
         codes = pairs[..., 0] | (pairs[..., 1] << 4)
@@ -285,9 +285,7 @@ def decode(fmt: Format, parts: list[Tensor], n: int) -> Tensor:
     if fmt.kind == "q4":
         c = torch.stack([c & 15, c >> 4], dim=-1).reshape(rows, -1)
     s = scale.unsqueeze(-1).expand(rows, nb, fmt.block).reshape(rows, nb * fmt.block)[:, :n]
-    c = c[:, :n]
-    nonneg = s >= 0
-    v = torch.where(nonneg, _values(fmt, c, False), _values(fmt, c, True))
+    v = _values(fmt, c[:, :n], (s >= 0).to(torch.int32))
     return v * s.abs()
 
 
