@@ -84,7 +84,7 @@ def test_round_trip_against_float64_oracle(name):
     fmt = S.Format.parse(name)
     x = sample()
     bits = S.entry_bits(hash_key(3, torch.tensor(5.0), torch.arange(4)), x.shape[1]) if fmt.stochastic else None
-    parts = S.encode(fmt, x, bits)
+    parts = S.encode(fmt, x, bits, key=(3, torch.tensor(5.0), torch.arange(4)))
     assert [p.dtype for p in parts] == [p.dtype for p in fmt.parts()]
     y = S.decode(fmt, parts, x.shape[1])
     if fmt.kind == "bfloat16":
@@ -107,10 +107,21 @@ def test_stochastic_rounding_is_unbiased(name):
     x = (torch.rand(1, n, generator=torch.Generator().manual_seed(1)) * torch.logspace(-3, 0, n)).expand(reps, n)
     x = x * torch.where(torch.arange(n) % 3 == 0, -1.0, 1.0)
     bits = S.entry_bits(hash_key(9, torch.tensor(1.0), torch.arange(reps)), n)
-    y = S.decode(fmt, S.encode(fmt, x.contiguous(), bits), n).double()
+    y = S.decode(fmt, S.encode(fmt, x.contiguous(), bits, key=(9, torch.tensor(1.0), torch.arange(reps))), n).double()
     gap = (y - x.double()).abs().max()
     bias = (y.mean(0) - x[0].double()).abs().max()
     assert bias < 5 * gap / math.sqrt(reps)  # the mean of 4000 draws is within 5 standard errors
+
+
+def test_bf16_stochastic_rounding_is_the_cast_primitives():
+    """One definition of bf16 stochastic rounding: the precision family's cast; its bits are the
+    int32 stream's (entry_bits) for the same key, as the block codes use them."""
+    x = sample()
+    key = hash_key(3, torch.tensor(5.0), torch.arange(4))
+    bits = S.entry_bits(key, x.shape[1]) & 0xFFFF
+    b = x.view(torch.int32)
+    by_bits = ((b + bits) & -65536).view(torch.float32).to(torch.bfloat16)
+    assert torch.equal(S.round_bf16_stochastic(x, 3, torch.tensor(5.0), torch.arange(4)), by_bits)
 
 
 def test_int32_stream_is_the_hash_stream():

@@ -27,7 +27,7 @@ import torch
 from ..check import ir
 from ..primitives.registry import State
 from ..primitives.storage import Format, decode as decode_parts, encode as encode_parts, entry_bits, pad_to, \
-    round_bf16, stream_key
+    round_bf16, round_bf16_stochastic, salted_seed, stream_key
 from .layout import Layout, layout_of
 from .specs import StateSpec
 
@@ -242,8 +242,14 @@ def _rows(shape: tuple[int, ...], layout: Any) -> tuple[int, int]:
     return shape[0], math.prod(shape[1:])
 
 
+def _key_ids(ids: torch.Tensor, layout: Any) -> torch.Tensor:
+    """The ids keying the rows of a bucket's random streams: its first member's for a flat bucket
+    (one stream over the padded buffer), each member's for a stacked one."""
+    return ids[:1] if str(layout) == "flat" else ids
+
+
 def _keys(seed: int, salt: str, step: Any, ids: torch.Tensor, layout: Any) -> torch.Tensor:
-    return stream_key(seed, salt, step, ids[:1] if str(layout) == "flat" else ids)
+    return stream_key(seed, salt, step, _key_ids(ids, layout))
 
 
 def _code_rows(first: Any, layout: Any) -> tuple[int, int]:
@@ -267,6 +273,8 @@ def encode(value: torch.Tensor, first: Any, layout: Any, seed: int, step: Any, i
     Random bits: entry ``j`` of a stacked member, or of a flat bucket's (padded) buffer."""
     rows, n = _code_rows(first, layout)
     x = value.to(torch.float32).reshape(rows, n)
+    if first.fmt.stochastic and first.fmt.kind == "bfloat16":
+        return encode_parts(first.fmt, x, key=(salted_seed(seed, first.logical), step, _key_ids(ids, layout)))
     bits = None
     if first.fmt.stochastic:
         r, m = _rows(first.logical_shape, layout)
@@ -279,8 +287,8 @@ def encode_param(value: torch.Tensor, mode: str, layout: Any, seed: int, step: A
     """A bf16 parameter's new float32 value rounded per ``mode``: (parameter, Kahan companion or None)."""
     if mode == "bf16_sr":
         rows, n = _rows(tuple(value.shape), layout)
-        bits = entry_bits(_keys(seed, "param", step, ids, layout), n).reshape(value.shape)
-        return round_bf16(value, bits), None
+        x = value.to(torch.float32).reshape(rows, n)
+        return round_bf16_stochastic(x, salted_seed(seed, "param"), step, _key_ids(ids, layout)).reshape(value.shape), None
     hi = round_bf16(value)
     if mode == "bf16_kahan":
         return hi, round_bf16(value - hi.to(torch.float32))

@@ -180,15 +180,21 @@ def stream_key(seed: int, salt: str, step: Tensor | float, ids: Tensor) -> Tenso
 
 
 # ---- bfloat16 ------------------------------------------------------------------------------------
-def round_bf16(x: Tensor, bits: Tensor | None = None) -> Tensor:
-    """``x`` (float32) to bfloat16: to nearest even, or stochastically with random ``bits`` (int32,
-    ``x``'s shape; their low 16 are used): the float32 pattern plus ``r`` truncated to its top 16
-    bits rounds the magnitude up with probability ``(low 16 bits)/2¹⁶``. Non-finite entries stay."""
-    if bits is None:
-        return x.to(torch.bfloat16)
-    b = x.to(torch.float32).view(torch.int32)
-    up = ((b + (bits & 0xFFFF)) & -65536).view(torch.float32)
-    return torch.where(torch.isfinite(x), up, x).to(torch.bfloat16)
+def round_bf16(x: Tensor) -> Tensor:
+    """``x`` to bfloat16, to nearest even."""
+    return x.to(torch.bfloat16)
+
+
+def round_bf16_stochastic(x: Tensor, seed: int, step: Tensor | float, ids: Tensor) -> Tensor:
+    """``x`` (``(rows, n)``, float32) to bfloat16 with stochastic rounding: the precision family's
+    ``cast(x, "bfloat16", "stochastic", seed)`` (one definition of it), row ``i`` keyed by
+    ``ids[i]``: its random bits are ``hash_stream(hash_key(seed, step, ids[i]), n)``, the bits
+    :func:`entry_bits` gives for the same key."""
+    from .context import Ctx
+    from .precision import cast
+
+    ctx = Ctx(layout="stacked", param=x, step=step, states={}, ids=ids)
+    return cast.fn(ctx, x, "bfloat16", "stochastic", seed)
 
 
 # ---- block codes -------------------------------------------------------------------------------
@@ -250,13 +256,15 @@ def _values(fmt: Format, c: Tensor, nonneg: Tensor) -> Tensor:
     return torch.where((c >= top) & (k == 0), -v, v)
 
 
-def encode(fmt: Format, x: Tensor, bits: Tensor | None = None) -> list[Tensor]:
+def encode(fmt: Format, x: Tensor, bits: Tensor | None = None,
+           key: tuple[int, Tensor | float, Tensor] | None = None) -> list[Tensor]:
     """The stored buffers of ``x`` (``(rows, n)``, float32) in ``fmt``, each ``(rows, entries)``.
-    ``bits``: ``(rows, n)`` int32 random bits for stochastic rounding (None: to nearest)."""
+    Stochastic rounding: ``bits``, ``(rows, n)`` int32 random bits (block codes), or ``key`` =
+    ``(seed, step, ids)`` with one id per row (bfloat16); neither: to nearest."""
     if fmt.kind == "float32":
         return [x.to(torch.float32)]
     if fmt.kind == "bfloat16":
-        return [round_bf16(x, bits)]
+        return [round_bf16_stochastic(x, *key) if fmt.stochastic and key is not None else round_bf16(x)]
     rows, n = x.shape
     nb = -(-n // fmt.block)
     pad = nb * fmt.block - n
@@ -317,4 +325,4 @@ def pad_to(n: int, align: int) -> int:
 
 
 __all__ = ["Format", "FP32", "Part", "code_max", "decode", "encode", "entry_bits", "error_bound", "fmix32",
-           "round_bf16", "salted_seed", "stream_key", "pad_to", "ceil_div"]
+           "round_bf16", "round_bf16_stochastic", "salted_seed", "stream_key", "pad_to", "ceil_div"]
