@@ -202,6 +202,7 @@ def test_spec_level_declaration():
     step_with(opt, ps, 0)
     st = opt.state[ps[0][1]]
     assert st["exp_avg"].dtype == torch.bfloat16 and st["exp_avg_sq"].dtype == torch.uint8
+    assert optloom.compile(text).state_bytes(ps) == bucket_state_bytes(opt)  # Program.state_bytes: the spec's policy
     # the constructor's entries override the spec's, name by name
     ps = params()
     opt = optloom.optimizer(text, ps, backend="eager", state_precision={"exp_avg_sq": "fp32"})
