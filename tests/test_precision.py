@@ -367,3 +367,21 @@ def test_eager_and_inductor_agree_to_the_rounding(spec, policy):
                 assert (v.int() - w.int()).abs().max() <= 1 and (v == w).float().mean() > 0.99, k
             else:
                 assert torch.allclose(v.float(), w.float(), rtol=1e-2, atol=1e-6), k
+
+
+def test_a_bucket_split_keeps_stored_state():
+    """Members without a gradient split a flat bucket: each part keeps its members' codes and
+    scales (their views before the split equal their views after)."""
+    ps = params(shapes=((33,), (300,), (7, 5)))
+    opt = optloom.optimizer("adamw", ps, backend="eager", state_precision="q8_sr")
+    step_with(opt, ps, 0)
+    before = {id(p): {k: v.clone() for k, v in opt.state[p].items()} for _, p in ps}
+    ps[1][1].grad = None
+    for _, p in (ps[0], ps[2]):
+        p.grad = torch.randn_like(p)
+    opt.step()
+    assert len(opt.buckets()) == 2
+    after = opt.state[ps[1][1]]
+    for k, v in before[id(ps[1][1])].items():
+        assert torch.equal(after[k], v), k
+    assert not torch.equal(opt.state[ps[0][1]]["exp_avg"], before[id(ps[0][1])]["exp_avg"])
