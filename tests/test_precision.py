@@ -174,12 +174,11 @@ def step_with(opt, ps, seed):
     opt.step()
 
 
-@pytest.mark.parametrize("spec,state,why", [("dct_adamw", "idx", "integer"), ("conda", "q", "cached"),
+@pytest.mark.parametrize("spec,state,why", [("dct_adamw", "idx", "(integer|cached)"), ("conda", "q", "cached"),
                                             ("aro", "rotation", "basis")])
 def test_a_state_that_cannot_take_a_format_is_refused(spec, state, why):
-    opt = optloom.optimizer(spec, params(), backend="eager", state_precision={state: "bf16"})
-    with pytest.raises(ValueError, match=rf"spec '{spec}'.*state '{state}'.*{why}"):
-        opt.init_state()
+    with pytest.raises(ValueError, match=rf"spec '{spec}'.*state '{state}'.*{why}"):  # at construction
+        optloom.optimizer(spec, params(), backend="eager", state_precision={state: "bf16"})
 
 
 def test_unknown_state_name_is_refused():

@@ -178,13 +178,27 @@ def resolve(policy: Policy, rule: ir.RuleIR, specs: list[Any], spec_name: str,
     return out
 
 
+_REFUSED = {"cached": "a value cached by every(...): it is recomputed, not accumulated",
+            "basis": "the basis of a frame: rounding it would make it non-orthogonal",
+            "integer": "an integer state"}
+
+
 def check_names(policy: Policy, program: Any) -> None:
-    """Every state the policy names explicitly is a state of some rule of the spec."""
-    known = set().union(*(state_roles(r) for r in program.rules)) if program.rules else set()
-    for name, _ in policy.states:
-        if name != "*" and name not in known:
+    """At construction: every state the policy names explicitly is a state of some rule of the
+    spec, and none of them is one that cannot take a format (by its role in the rule; a state's
+    dtype is checked again when its buffers are made)."""
+    roles = [(r, state_roles(r)) for r in program.rules]
+    known = set().union(*(k for _, k in roles)) if roles else set()
+    for name, fmt in policy.states:
+        if name == "*":
+            continue
+        if name not in known:
             raise ValueError(f"state_precision names state '{name}', which spec '{program.name}' does not have "
                              f"(its states: {', '.join(sorted(known)) or 'none'})")
+        for rule, kinds in roles:
+            if fmt.kind != "float32" and kinds.get(name) in _REFUSED:
+                raise ValueError(f"spec '{program.name}', rule '{rule.label}': state '{name}' cannot be stored as "
+                                 f"{fmt.name}: it is {_REFUSED[kinds[name]]}")
 
 
 def alignment(policy: Policy, rule: ir.RuleIR, layout: Layout) -> int:
