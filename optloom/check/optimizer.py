@@ -14,6 +14,9 @@ from .finish import finish_rule
 from .rule import RuleChecker
 from .consts import ConstError, const_value, type_of_value
 
+# hyperparameters the runtime reads (a spec's default precision policy, docs/runtime.md), not the rules
+RUNTIME_OPTIONS = frozenset({"state_precision", "param_precision"})
+
 
 def check_hyperparams(rep: Reporter, params: list[A.Param], rejected: set[str] | None = None
                       ) -> dict[str, ir.HyperParam]:
@@ -113,7 +116,7 @@ def check_optimizer(rep: Reporter, opt: A.Optimizer, defs: dict[str, A.Def], sou
         if rir is not None:
             rules.append(rir)
     for name, h in hypers.items():
-        if name not in used:
+        if name not in used and name not in RUNTIME_OPTIONS:
             rep.warning(f"hyperparameter '{name}' is never used", h.span)
     return ir.OptimizerIR(opt.name, hypers, rules, constraints, source, file, opt.span)
 
