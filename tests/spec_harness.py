@@ -166,28 +166,36 @@ def check_bitwise_resume(spec: str, name: str | None, hyper: dict,
     A tall matrix, the conv and the bias: graph builds dominate the runtime, so the straight run
     is the first optimizer continued."""
     keys = ("tall", "conv", "bias")
-    init = params(3, keys)
     gen = torch.Generator().manual_seed(4)
     grads = [{k: torch.randn(SHAPES[k], generator=gen) for k in keys} for _ in range(20)]
+    set_lr = None if lr_at is None else (lambda opt, t: opt.param_groups[0].__setitem__("lr", lr_at(t)))
+    assert_resume_equals_straight(
+        lambda ps: optloom.optimizer(f"{SPECS}/{spec}.opt", ps, name=name, **hyper), params(3, keys), grads, 10, set_lr)
 
+
+def assert_resume_equals_straight(build: Callable[[list], Any], init: dict[str, torch.Tensor], grads: list[dict],
+                                  split: int, before_step: Callable[[Any, int], None] | None = None) -> None:
+    """``grads[:split]`` on a first optimizer, its state_dict loaded into a fresh optimizer over
+    copies of its parameters, ``grads[split:]`` on both: the two must end bitwise equal.
+    ``before_step(opt, t)`` runs before each (1-based) step ``t``, e.g. an lr schedule."""
     def make(values):
         ps = {k: torch.nn.Parameter(v.clone()) for k, v in values.items()}
-        return ps, optloom.optimizer(f"{SPECS}/{spec}.opt", list(ps.items()), name=name, **hyper)
+        return ps, build(list(ps.items()))
 
     def run(ps, opt, gs, t0):
         for i, gd in enumerate(gs):
-            if lr_at is not None:
-                opt.param_groups[0]["lr"] = lr_at(t0 + i)
+            if before_step is not None:
+                before_step(opt, t0 + i)
             for k, p in ps.items():
                 p.grad = gd[k].clone()
             opt.step()
 
     ps_a, opt_a = make(init)
-    run(ps_a, opt_a, grads[:10], 1)
+    run(ps_a, opt_a, grads[:split], 1)
     sd = copy.deepcopy(opt_a.state_dict())
     ps_c, opt_c = make({k: p.detach() for k, p in ps_a.items()})
     opt_c.load_state_dict(sd)
-    run(ps_a, opt_a, grads[10:], 11)  # 20 straight
-    run(ps_c, opt_c, grads[10:], 11)  # 10, resume, 10
-    for k in keys:
+    run(ps_a, opt_a, grads[split:], split + 1)  # straight
+    run(ps_c, opt_c, grads[split:], split + 1)  # resumed
+    for k in init:
         assert torch.equal(ps_a[k], ps_c[k]), k

@@ -8,13 +8,12 @@ rounding (6e-8) of a handful of elementwise ops over ≤ 12 steps.
 """
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
 
 import optloom
-from tests.spec_harness import one_thread  # noqa: F401 (autouse: one torch thread)
+from tests.spec_harness import assert_resume_equals_straight, one_thread  # noqa: F401 (autouse: one torch thread)
 
 TOL = 1e-6
 SHAPES = {"a": (4, 3), "b": (4, 3), "c": (3, 5), "v": (6,)}
@@ -234,25 +233,7 @@ def test_resume_inside_a_period_is_bitwise():
     init = {k: torch.randn(s, generator=g) for k, s in SHAPES.items()}
     grads = [{k: torch.randn(s, generator=g) for k, s in SHAPES.items()} for _ in range(10)]
 
-    def make(values):
-        ps = {k: torch.nn.Parameter(v.clone()) for k, v in values.items()}
-        return ps, optloom.optimizer(src, list(ps.items()))
-
-    def run(ps, opt, gs):
-        for gd in gs:
-            for k, p in ps.items():
-                p.grad = gd[k].clone()
-            opt.step()
-
-    ps_a, opt_a = make(init)
-    run(ps_a, opt_a, grads[:5])
-    sd = copy.deepcopy(opt_a.state_dict())
-    ps_b, opt_b = make({k: p.detach() for k, p in ps_a.items()})
-    opt_b.load_state_dict(sd)
-    run(ps_a, opt_a, grads[5:])
-    run(ps_b, opt_b, grads[5:])
-    for k in SHAPES:
-        assert torch.equal(ps_a[k], ps_b[k]), k
+    assert_resume_equals_straight(lambda ps: optloom.optimizer(src, ps), init, grads, 5)
 
 
 # ---- what finishing a rule adds to its IR -------------------------------------------------------

@@ -6,13 +6,12 @@ stored all the same.
 """
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
 
 import optloom
-from tests.spec_harness import one_thread  # noqa: F401 (autouse: one torch thread)
+from tests.spec_harness import assert_resume_equals_straight, one_thread  # noqa: F401 (autouse: one torch thread)
 
 TOL = 1e-6
 SHAPES = {"a": (4, 3), "c": (3, 5), "v": (6,)}
@@ -173,25 +172,7 @@ def test_resume_does_not_restart_a_state_that_starts_from_a_value():
     init = {k: torch.randn(s, generator=g) for k, s in SHAPES.items()}
     grads = [{k: torch.randn(s, generator=g) for k, s in SHAPES.items()} for _ in range(6)]
 
-    def make(values):
-        ps = {k: torch.nn.Parameter(v.clone()) for k, v in values.items()}
-        return ps, optloom.optimizer(src, list(ps.items()))
-
-    def run(ps, opt, gs):
-        for gd in gs:
-            for k, p in ps.items():
-                p.grad = gd[k].clone()
-            opt.step()
-
-    ps_a, opt_a = make(init)
-    run(ps_a, opt_a, grads[:3])
-    sd = copy.deepcopy(opt_a.state_dict())
-    ps_b, opt_b = make({k: p.detach() for k, p in ps_a.items()})
-    opt_b.load_state_dict(sd)
-    run(ps_a, opt_a, grads[3:])
-    run(ps_b, opt_b, grads[3:])
-    for k in SHAPES:
-        assert torch.equal(ps_a[k], ps_b[k]), k
+    assert_resume_equals_straight(lambda ps: optloom.optimizer(src, ps), init, grads, 3)
 
 
 # ---- optional hyperparameters ----------------------------------------------------------------
